@@ -1,0 +1,29 @@
+# Two commands for users and developers: `make run` and `make test`.
+# Both create/update the local virtual environment .venv from pyproject.toml first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.lesionseg-installed
+XVFB := xvfb-run -a -s "-screen 0 1600x1000x24"
+
+.PHONY: run test env headless-deps bench
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -e ".[qt,test]"
+	touch $(STAMP)
+
+headless-deps:
+	bash scripts/ensure_headless_deps.sh
+
+run: $(STAMP)
+	$(PY) -m napari_lesionseg.launch
+
+test: $(STAMP) headless-deps
+	$(XVFB) $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: $(STAMP) headless-deps
+	$(PY) -m pip install -q ".[bench]"
+	for b in benchmarks/bench_*.py; do $(XVFB) $(PY) $$b || exit 1; done

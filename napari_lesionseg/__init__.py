@@ -1,0 +1,7 @@
+"""napari-lesionseg: breast lesion segmentation for MRI, mammography, H&E histology and ultrasound.
+
+`core` holds everything that works without Qt (scan I/O, annotations, models, inference, training, metrics);
+`napari` holds the thin plugin layer (docks, readers, writers, sample data); `cli` the `lesionseg` command.
+"""
+
+__version__ = "0.1.0"

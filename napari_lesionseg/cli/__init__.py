@@ -1,0 +1,1 @@
+"""The `lesionseg` command: one module per subcommand, each with `add_parser(subparsers)` and `run(args)`."""

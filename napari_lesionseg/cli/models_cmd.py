@@ -1,0 +1,30 @@
+"""`lesionseg models`: the models the dock's dropdown offers, shipped and fine-tuned."""
+
+from __future__ import annotations
+
+import json
+
+from ..core.models import default_registry
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("models", help="list available models (shipped and fine-tuned)")
+    p.add_argument("--json", action="store_true", help="print the model cards as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    cards = default_registry().cards()
+    if args.json:
+        print(json.dumps([c.to_dict() | {"path": str(c.path)} for c in cards], indent=2))
+        return 0
+    if not cards:
+        print("No models found.")
+        return 0
+    print(f"{'name':28s} {'modality':12s} {'network':24s} {'metrics'}")
+    for c in cards:
+        metrics = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in c.metrics.items()
+                            if not isinstance(v, dict))
+        print(f"{c.name:28s} {c.modality:12s} {c.architecture + '/' + c.encoder:24s} {metrics}")
+        print(f"{'':28s} {c.path}")
+    return 0

@@ -1,0 +1,100 @@
+"""The model card: everything needed to run a model correctly and to judge whether to trust it.
+
+Stored as JSON beside a safetensors file of the same stem. Nothing in a card or a weights file is executed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import LesionSegError
+
+MODALITIES = ("ultrasound", "mammography", "histology", "mri")
+
+
+@dataclass
+class ClassInfo:
+    name: str
+    color: str = "#ff3030"
+
+
+@dataclass
+class ModelCard:
+    name: str
+    modality: str
+    architecture: str = "Unet"
+    encoder: str = "resnet18"
+    decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 16, 8])
+    in_channels: int = 1
+    input_kind: str = "gray"
+    """'gray' (one channel), 'rgb' (three colour channels) or 'slices' (2.5D: neighbouring slices as channels)."""
+    classes: list[ClassInfo] = field(default_factory=lambda: [ClassInfo("lesion")])
+    """Foreground classes. One class → a sigmoid output; several → softmax over background + these."""
+    normalisation: dict = field(default_factory=lambda: {"kind": "percentile", "low": 0.5, "high": 99.5})
+    preprocessing: list[str] = field(default_factory=list)
+    """Extra steps before normalisation, e.g. ['clahe'] for ultrasound."""
+    patch_size: list[int] = field(default_factory=lambda: [256, 256])
+    spacing_mm: list[float] | None = None
+    """Pixel spacing the model was trained at; None when images were resized whole (see `fit`)."""
+    fit: str = "resize"
+    """'resize': the whole image is resized to patch_size (ultrasound, mammography); 'tile': sliding window."""
+    threshold: float = 0.5
+    training_data: str = ""
+    metrics: dict = field(default_factory=dict)
+    parent: str | None = None
+    licence: str = ""
+    intended_use: str = "Research use only, not for diagnosis."
+    recipe: str = ""
+    date: str = ""
+    notes: str = ""
+    weights: str = ""
+    """File name of the safetensors weights, relative to the card."""
+    path: Path | None = field(default=None, compare=False, repr=False)
+    """Where the card was read from (not stored)."""
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if len(self.classes) == 1 else len(self.classes) + 1
+
+    @property
+    def multiclass(self) -> bool:
+        return len(self.classes) > 1
+
+    @property
+    def weights_path(self) -> Path | None:
+        if self.path is None or not self.weights:
+            return None
+        return self.path.parent / self.weights
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("path", None)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: dict, path: Path | None = None) -> "ModelCard":
+        d = dict(d)
+        known = {f for f in cls.__dataclass_fields__ if f != "path"}
+        missing = {"name", "modality"} - set(d)
+        if missing:
+            raise LesionSegError(f"Model card {path or ''} lacks {', '.join(sorted(missing))}.")
+        classes = [c if isinstance(c, ClassInfo) else ClassInfo(**c) for c in d.pop("classes", [{"name": "lesion"}])]
+        kwargs = {k: v for k, v in d.items() if k in known}
+        card = cls(classes=classes, path=path, **kwargs)
+        if card.modality not in MODALITIES:
+            raise LesionSegError(f"Model card {card.name}: unknown modality {card.modality!r}.")
+        return card
+
+    @classmethod
+    def read(cls, path: str | Path) -> "ModelCard":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise LesionSegError(f"Cannot read model card {path}: {e}") from e
+        return cls.from_dict(d, path=path)

@@ -1,0 +1,36 @@
+"""Shared fixtures: where the real data lives (tests that need it skip cleanly when it is absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LESIONSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of ../shared/data; skips the test when it is not on this machine."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data, skipping the test when it does not exist."""
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"real data not found: {p}")
+    return p
+
+
+@pytest.fixture(autouse=True)
+def _user_model_dir(tmp_path_factory, monkeypatch):
+    """Fine-tuned models from tests go to a temporary per-user model directory, never the real one."""
+    d = tmp_path_factory.mktemp("user-models")
+    monkeypatch.setenv("LESIONSEG_USER_MODELS_DIR", str(d))
+    monkeypatch.setenv("LESIONSEG_AUTOSAVE_DIR", str(tmp_path_factory.mktemp("autosave")))
+    yield d
