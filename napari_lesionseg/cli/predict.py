@@ -1,0 +1,126 @@
+"""`lesionseg predict`: run a model on a file or a whole folder (a cohort); masks keep the input's geometry.
+
+A folder gives one output per readable input; a file that fails is reported and the run goes on. Under
+`torchrun` the files are shared out across processes (each rank takes every WORLD_SIZE-th file).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ..core.errors import LesionSegError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("predict", help="segment a scan or a folder of scans with a model")
+    p.add_argument("--model", required=True, help="model name (see `lesionseg models`) or a model card path")
+    p.add_argument("--input", required=True, help="image/volume file, DICOM series folder, or a folder of files")
+    p.add_argument("--output", required=True,
+                   help="mask file (.nii.gz, .png, .tif), or a folder when --input is a folder")
+    p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    p.add_argument("--probabilities", help="also write the probability map here (file, or folder for a cohort)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--output-format", default=None,
+                   help="for folders: mask file extension (default .nii.gz for NIfTI/DICOM inputs, else .png)")
+    p.set_defaults(func=run)
+
+
+def _output_name(src: Path, fmt: str | None) -> str:
+    name = src.name
+    low = name.lower()
+    for suf in (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".svs"):
+        if low.endswith(suf):
+            stem = name[: -len(suf)]
+            default = ".nii.gz" if suf in (".nii.gz", ".nii", ".dcm") else (".tif" if suf in (".tif", ".tiff", ".svs") else ".png")
+            return stem + "_mask" + (fmt or default)
+    return name + "_mask" + (fmt or ".nii.gz")
+
+
+def predict_file(predictor, src: Path, out: Path, prob_out: Path | None, threshold: float | None,
+                 progress=None) -> Path:
+    from ..core.inference.run import mask_from_probs, predict_scan
+    from ..core.io import read_scan, write_mask, write_probabilities
+
+    scans = read_scan(src)
+    if len(scans) > 1:
+        raise LesionSegError(f"{src} holds {len(scans)} series; give one series folder or file.")
+    scan = scans[0]
+    probs = predict_scan(predictor, scan, progress=progress)
+    mask = mask_from_probs(probs, predictor.card, threshold)
+    write_mask(mask, scan.geometry, out, source_path=src)
+    if prob_out is not None:
+        fg = probs if not predictor.card.multiclass else 1.0 - probs[0]
+        write_probabilities(fg, scan.geometry, prob_out, source_path=src)
+    return out
+
+
+def run(args) -> int:
+    from ..core.inference.engine import Predictor
+    from ..core.io import can_read, read_scan  # noqa: F401  (imported early: clear error if missing)
+    from ..core.models import default_registry
+
+    card = default_registry().get(args.model)
+    predictor = Predictor(card, device=args.device, batch_size=args.batch_size,
+                          notice=lambda m: print(f"lesionseg: {m}", file=sys.stderr))
+    src = Path(args.input)
+    if not src.exists():
+        raise LesionSegError(f"Input not found: {src}")
+    is_cohort = src.is_dir() and not _is_dicom_series(src)
+    if not is_cohort:
+        out = predict_file(predictor, src, Path(args.output),
+                           Path(args.probabilities) if args.probabilities else None, args.threshold)
+        print(f"wrote {out}")
+        return 0
+    return _run_cohort(predictor, src, Path(args.output), args)
+
+
+def _is_dicom_series(folder: Path) -> bool:
+    from ..core.io.dicom import folder_dicom_files
+
+    try:
+        files = folder_dicom_files(folder)
+    except LesionSegError:
+        return False
+    others = [p for p in folder.iterdir() if p.is_file() and p not in set(files)]
+    return bool(files) and not any(p.name.lower().endswith((".nii", ".nii.gz", ".png", ".tif", ".tiff", ".jpg"))
+                                   for p in others)
+
+
+def _run_cohort(predictor, src: Path, out_dir: Path, args) -> int:
+    from tqdm import tqdm
+
+    from ..core.io import can_read
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    files = sorted(p for p in src.iterdir() if can_read(p))
+    if not files:
+        raise LesionSegError(f"No readable scans in {src}.")
+    mine = files[rank::world]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prob_dir = Path(args.probabilities) if args.probabilities else None
+    if prob_dir:
+        prob_dir.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for f in tqdm(mine, desc=f"segmenting (rank {rank}/{world})" if world > 1 else "segmenting", unit="scan",
+                  file=sys.stderr):
+        name = _output_name(f, args.output_format)
+        try:
+            predict_file(predictor, f, out_dir / name,
+                         prob_dir / name.replace("_mask", "_prob") if prob_dir else None, args.threshold)
+        except LesionSegError as e:
+            failures.append((f.name, str(e)))
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop a cohort
+            failures.append((f.name, f"{type(e).__name__}: {e}"))
+    done = len(mine) - len(failures)
+    print(f"{done} of {len(mine)} scans segmented into {out_dir}")
+    if failures:
+        report = out_dir / (f"errors_rank{rank}.txt" if world > 1 else "errors.txt")
+        report.write_text("".join(f"{n}\t{msg}\n" for n, msg in failures))
+        for n, msg in failures:
+            print(f"  failed: {n}: {msg}", file=sys.stderr)
+        print(f"error report: {report}", file=sys.stderr)
+    return 0 if done else 2

@@ -1,0 +1,82 @@
+"""`lesionseg train`: train or fine-tune a model headless (also under torchrun for several GPUs/nodes)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ..core.training.config import TrainConfig
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train or fine-tune a model on image/mask folders",
+                       description="Train or fine-tune a segmentation model. Options override the --config file. "
+                                   "Run under `torchrun --nproc_per_node N` for several processes/GPUs.")
+    p.add_argument("--config", help="training recipe (YAML or JSON), e.g. models/ultrasound-lesion.yaml")
+    p.add_argument("--images", help="folder of images")
+    p.add_argument("--masks", help="folder of masks with the same file names")
+    p.add_argument("--cases-json", help="BUSI-style cases.json with a 'group' per image (validation split by group)")
+    p.add_argument("--modality", choices=["ultrasound", "mammography", "histology", "mri"])
+    p.add_argument("--name", help="name of the new model")
+    p.add_argument("--base", help="model to fine-tune (name or card path); default: train from scratch")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-minutes", type=float, help="stop after this much training time")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--loss", choices=["bce_dice", "dice", "jaccard", "focal", "weighted_ce"])
+    p.add_argument("--positive-fraction", type=float, help="share of lesion patches/images per batch")
+    p.add_argument("--hard-negative-mining", action="store_true", default=None)
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--threads", type=int, dest="num_threads", help="CPU threads for torch")
+    p.add_argument("--output-dir", help="publish here instead of the per-user model directory")
+    p.add_argument("--checkpoint-dir", help="resumable checkpoints (default beside the output)")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint and start over")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run)
+
+
+OPTION_NAMES = ["images", "masks", "cases_json", "modality", "name", "base", "epochs", "max_minutes", "batch_size",
+                "learning_rate", "loss", "positive_fraction", "hard_negative_mining", "val_fraction", "seed",
+                "device", "num_threads", "output_dir", "checkpoint_dir"]
+
+
+def config_from_args(args) -> TrainConfig:
+    overrides = {k: getattr(args, k) for k in OPTION_NAMES if getattr(args, k, None) is not None}
+    if args.config:
+        return TrainConfig.from_file(args.config, **overrides)
+    from ..core.errors import LesionSegError
+
+    missing = [k for k in ("images", "masks", "modality", "name") if k not in overrides]
+    if missing:
+        raise LesionSegError("train needs " + ", ".join("--" + m.replace("_", "-") for m in missing)
+                             + " (or a --config file).")
+    return TrainConfig.from_dict(overrides)
+
+
+def run(args) -> int:
+    from ..core.training.loop import train
+
+    cfg = config_from_args(args)
+
+    def show(ev: dict) -> None:
+        if args.quiet:
+            return
+        if ev["kind"] == "epoch":
+            extra = " ".join(f"{k}={v:.3f}" for k, v in ev.items() if k.startswith("val_") and isinstance(v, float))
+            print(f"epoch {ev['epoch']}: loss={ev['loss']:.4f} {extra} ({ev['minutes']:.1f} min)", flush=True)
+        elif ev["kind"] == "log":
+            print(ev["message"], flush=True)
+
+    result = train(cfg, progress=show, resume=not args.no_resume)
+    if result.card is None:
+        import os
+
+        if int(os.environ.get("RANK", "0")) == 0:
+            print("No model was published (training stopped before the first epoch finished).", file=sys.stderr)
+            return 1
+        return 0
+    print(f"published {result.card.name} -> {result.card.path}")
+    print(json.dumps(result.card.metrics, indent=2))
+    return 0

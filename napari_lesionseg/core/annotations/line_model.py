@@ -1,0 +1,129 @@
+"""A small U-Net that takes a diameter line as its prompt, working in the line's canonical frame.
+
+Input (2, S, S): the image resampled in the line's frame (so the line always runs from column S/4 to 3S/4 on
+the middle row) and a channel holding the optional short-axis line (zeros when none was drawn).
+Output: lesion logits on the same grid. ~0.5 M parameters: it runs in a few milliseconds on a CPU.
+Weights live in `models/line_prompt/` (safetensors + JSON card), never in the dropdown of whole-image models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LesionSegError
+from .frame import LineFrame
+
+SHIPPED_DIR = Path(__file__).resolve().parents[3] / "models" / "line_prompt"
+DEFAULT_MODEL = "busi_line_unet"
+
+
+def model_dir() -> Path:
+    """models/line_prompt of the repository, or $LESIONSEG_LINE_MODEL_DIR (cross-validation, tests)."""
+    env = os.environ.get("LESIONSEG_LINE_MODEL_DIR")
+    return Path(env) if env else SHIPPED_DIR
+
+
+def frame_input(image2d: np.ndarray, frame: LineFrame, short=None) -> np.ndarray:
+    """(2, S, S) float32 network input: robustly normalised image crop and the short-axis channel."""
+    crop = frame.sample(image2d, order=1)
+    lo, hi = np.percentile(crop, [1, 99])
+    crop = np.clip((crop - lo) / max(hi - lo, 1e-6), 0, 1)
+    chan = np.zeros_like(crop)
+    if short is not None:
+        a, b = frame.to_frame(np.asarray(short, float)[:, -2:])
+        draw_segment(chan, a, b)
+    return np.stack([crop, chan]).astype(np.float32)
+
+
+def draw_segment(canvas: np.ndarray, a, b, width: float = 1.0) -> None:
+    """Rasterise a segment (frame coordinates) into `canvas` in place, with a soft width."""
+    n = int(np.ceil(np.hypot(*(np.asarray(b) - np.asarray(a))))) * 2 + 2
+    t = np.linspace(0, 1, n)[:, None]
+    pts = np.round(np.asarray(a) * (1 - t) + np.asarray(b) * t).astype(int)
+    ok = (pts >= 0).all(1) & (pts < np.array(canvas.shape)).all(1)
+    canvas[pts[ok, 0], pts[ok, 1]] = 1.0
+    if width > 1:
+        from scipy import ndimage as ndi
+
+        canvas[:] = ndi.maximum_filter(canvas, size=int(width))
+
+
+def build_net(channels=(16, 32, 64, 128), in_channels: int = 2):
+    import torch
+    from torch import nn
+
+    def block(ci, co):
+        return nn.Sequential(
+            nn.Conv2d(ci, co, 3, padding=1, bias=False), nn.BatchNorm2d(co), nn.ReLU(inplace=True),
+            nn.Conv2d(co, co, 3, padding=1, bias=False), nn.BatchNorm2d(co), nn.ReLU(inplace=True),
+        )
+
+    class TinyUNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            ch = list(channels)
+            self.down = nn.ModuleList()
+            ci = in_channels
+            for co in ch:
+                self.down.append(block(ci, co))
+                ci = co
+            self.bottom = block(ch[-1], ch[-1] * 2)
+            self.up = nn.ModuleList()
+            self.dec = nn.ModuleList()
+            ci = ch[-1] * 2
+            for co in reversed(ch):
+                self.up.append(nn.ConvTranspose2d(ci, co, 2, stride=2))
+                self.dec.append(block(co * 2, co))
+                ci = co
+            self.head = nn.Conv2d(ch[0], 1, 1)
+
+        def forward(self, x):
+            skips = []
+            for d in self.down:
+                x = d(x)
+                skips.append(x)
+                x = torch.nn.functional.max_pool2d(x, 2)
+            x = self.bottom(x)
+            for up, dec, s in zip(self.up, self.dec, reversed(skips)):
+                x = dec(torch.cat([up(x), s], 1))
+            return self.head(x)
+
+    return TinyUNet()
+
+
+@lru_cache(maxsize=4)
+def load_line_model(name: str = DEFAULT_MODEL, directory: str | None = None):
+    """(network in eval mode, card dict). Raises LesionSegError when the weights are missing."""
+    from safetensors.torch import load_file
+
+    d = Path(directory) if directory else model_dir()
+    card_path = d / f"{name}.json"
+    if not card_path.exists():
+        raise LesionSegError(f"The line-prompt model {name!r} is not installed ({card_path} is missing).")
+    card = json.loads(card_path.read_text())
+    net = build_net(tuple(card.get("channels", (16, 32, 64, 128))), card.get("in_channels", 2))
+    state = {k: v.float() for k, v in load_file(str(d / card["weights"])).items()}
+    net.load_state_dict(state)
+    net.eval()
+    return net, card
+
+
+def line_model_available(name: str = DEFAULT_MODEL) -> bool:
+    return (model_dir() / f"{name}.json").exists()
+
+
+def predict_frames(inputs: np.ndarray, name: str = DEFAULT_MODEL) -> np.ndarray:
+    """(N, 2, S, S) inputs → (N, S, S) lesion probabilities, averaged with the mirror image (line unchanged)."""
+    import torch
+
+    net, _ = load_line_model(name, str(model_dir()))
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(inputs, np.float32))
+        p = torch.sigmoid(net(x))
+        p = (p + torch.sigmoid(net(x.flip(-2))).flip(-2)) / 2  # mirror across the line
+    return p[:, 0].numpy()

@@ -1,0 +1,1 @@
+"""Running models: device choice, whole-image / sliding-window / volume prediction, live thresholding."""

@@ -1,0 +1,173 @@
+"""The segmentation engine: a loaded model that turns images, slices, volumes and slides into probabilities.
+
+Probabilities are the product (kept by the caller for live thresholding): binary models give one float32 map of
+lesion probability; multi-class models give (background + classes) softmax maps. Nothing here knows about Qt;
+`progress(done, total)` and `cancelled()` callbacks let the dock show progress and stop the work.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import Cancelled, LesionSegError
+from ..models.build import load_model
+from ..models.card import ModelCard
+from ..preprocess import as_float_image, normalisation_stats, normalise, slices_input, to_model_input
+from .device import autocast, is_oom, resolve_device
+
+Progress = Callable[[int, int], None] | None
+CancelCheck = Callable[[], bool] | None
+
+
+def _check(cancelled: CancelCheck) -> None:
+    if cancelled is not None and cancelled():
+        raise Cancelled()
+
+
+class Predictor:
+    """A model on a device, with batched forward passes that survive a GPU running out of memory."""
+
+    def __init__(self, card: ModelCard, device: str | torch.device = "auto", batch_size: int = 8,
+                 notice: Callable[[str], None] | None = None, net: torch.nn.Module | None = None):
+        self.card = card
+        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.batch_size = max(1, int(batch_size))
+        self.notice = notice or (lambda msg: None)
+        if net is None:
+            net = load_model(card, self.device).net
+        self.net = net.to(self.device).eval()
+        self.calls = 0
+        """Number of forward batches run (tests assert that thresholding never calls the model)."""
+
+    # -- forward -----------------------------------------------------------------------------------------
+    def _activate(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.card.multiclass:
+            return torch.softmax(logits.float(), dim=1)
+        return torch.sigmoid(logits.float())
+
+    @torch.inference_mode()
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) float32 → (N, K, H, W) float32 probabilities, in chunks of `batch_size`."""
+        if batch.shape[1] != self.card.in_channels:
+            raise LesionSegError(
+                f"Model {self.card.name} takes {self.card.in_channels} input channel(s); "
+                f"this image gives {batch.shape[1]}.")
+        out = []
+        i = 0
+        while i < len(batch):
+            chunk = batch[i:i + self.batch_size]
+            try:
+                x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device)
+                with autocast(self.device):
+                    y = self._activate(self.net(x))
+                out.append(y.cpu().numpy())
+                self.calls += 1
+                i += len(chunk)
+            except Exception as e:  # noqa: BLE001 - only OOM is handled, the rest re-raised
+                if not is_oom(e):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if self.batch_size > 1:
+                    self.batch_size //= 2
+                    self.notice(f"GPU out of memory: retrying with batch size {self.batch_size}.")
+                elif self.device.type != "cpu":
+                    self.notice("GPU out of memory even for one tile: continuing on the CPU (slower).")
+                    self.device = torch.device("cpu")
+                    self.net = self.net.to(self.device)
+                else:
+                    raise LesionSegError("Out of memory on the CPU: the image is too large for this model.") from e
+        return np.concatenate(out, axis=0)
+
+    # -- 2D images ---------------------------------------------------------------------------------------
+    def _squeeze(self, probs: np.ndarray) -> np.ndarray:
+        return probs[0] if not self.card.multiclass else probs
+
+    def predict_image(self, image: np.ndarray, progress: Progress = None, cancelled: CancelCheck = None,
+                      spacing: tuple[float, float] | None = None) -> np.ndarray:
+        """One 2D image (H, W) or (H, W, 3) → probabilities (H, W), or (K, H, W) for multi-class models."""
+        if self.card.input_kind == "slices":
+            raise LesionSegError(f"Model {self.card.name} needs a volume (it reads neighbouring slices).")
+        if self.card.fit == "tile":
+            from .tiles import predict_tiled
+
+            return self._squeeze(predict_tiled(self, image, progress=progress, cancelled=cancelled,
+                                               spacing=spacing))
+        x = to_model_input(image, self.card)
+        _check(cancelled)
+        probs = self._resize_predict(x[None])[0]
+        if progress:
+            progress(1, 1)
+        return self._squeeze(probs)
+
+    def _resize_predict(self, batch: np.ndarray) -> np.ndarray:
+        """Whole-image models: resize (N, C, H, W) to the training size, predict, resize back."""
+        h, w = batch.shape[-2:]
+        ph, pw = self.card.patch_size
+        x = torch.from_numpy(np.ascontiguousarray(batch))
+        x = F.interpolate(x, size=(ph, pw), mode="bilinear", align_corners=False, antialias=True)
+        p = torch.from_numpy(self.forward(x.numpy()))
+        p = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)
+        return p.numpy()
+
+    # -- volumes -----------------------------------------------------------------------------------------
+    def volume_stats(self, volume: np.ndarray) -> tuple[float, float]:
+        """Normalisation statistics of a whole volume (every slice normalised alike), from a strided sample."""
+        step = max(1, int(round((volume.size / 2_000_000) ** (1 / 3))))
+        sample = np.asarray(volume[::step, ::step, ::step], dtype=np.float32)
+        return normalisation_stats(sample, self.card.normalisation)
+
+    def predict_slices(self, volume: np.ndarray, indices: list[int], axis: int = 0, progress: Progress = None,
+                       cancelled: CancelCheck = None, stats: tuple[float, float] | None = None) -> np.ndarray:
+        """Probabilities for the given slices of a 3D volume along `axis` → (len(indices), [K,] H, W)."""
+        vol = np.asarray(volume)
+        if vol.ndim != 3:
+            raise LesionSegError(f"Expected a 3D volume, got shape {vol.shape}.")
+        as_float_image(vol[tuple(slice(0, 2) for _ in range(3))])
+        if stats is None:
+            stats = self.volume_stats(vol)
+        ctx = (self.card.in_channels - 1) // 2 if self.card.input_kind == "slices" else 0
+        out = []
+        total = len(indices)
+        for start in range(0, total, self.batch_size):
+            _check(cancelled)
+            batch = []
+            for i in indices[start:start + self.batch_size]:
+                if ctx:
+                    x = slices_input(vol, i, ctx, axis=axis)
+                else:
+                    x = np.take(vol, i, axis=axis)[None].astype(np.float32)
+                if not np.isfinite(x).all():
+                    raise LesionSegError("The volume contains NaN or infinite values.")
+                if "clahe" in self.card.preprocessing:
+                    from ..preprocess import clahe
+
+                    x = clahe(x)
+                    batch.append(normalise(x, self.card.normalisation))
+                else:
+                    batch.append(normalise(x, self.card.normalisation, stats))
+            batch = np.stack(batch)
+            if self.card.fit == "resize":
+                probs = self._resize_predict(batch)
+            else:
+                probs = self.forward(batch)
+            out.append(probs)
+            if progress:
+                progress(min(start + self.batch_size, total), total)
+        probs = np.concatenate(out, axis=0)
+        return probs[:, 0] if not self.card.multiclass else probs
+
+    def predict_volume(self, volume: np.ndarray, axis: int = 0, progress: Progress = None,
+                       cancelled: CancelCheck = None) -> np.ndarray:
+        """Every slice along `axis` → a probability volume in the input's shape ([K,] Z, Y, X)."""
+        vol = np.asarray(volume)
+        probs = self.predict_slices(vol, list(range(vol.shape[axis])), axis=axis, progress=progress,
+                                    cancelled=cancelled)
+        lead = 1 if self.card.multiclass else 0
+        if self.card.multiclass:
+            probs = np.moveaxis(probs, 0, 1)  # (K, n, H, W)
+        return np.moveaxis(probs, lead, lead + axis)

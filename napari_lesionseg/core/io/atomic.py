@@ -1,0 +1,69 @@
+"""Atomic writes: a crash or a bad input never leaves a half-written file, and the source scan is never overwritten.
+
+Writers produce a temporary file in the destination folder (same file system, so `os.replace` is atomic) whose
+name keeps the real extension (nibabel picks gzip from '.gz'), then rename it over the destination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from ..errors import LesionSegError
+
+
+def full_suffix(path: Path) -> str:
+    """'.nii.gz' for 'a.nii.gz', '.ome.tif' for 'a.ome.tif', else the last suffix."""
+    name = path.name.lower()
+    for double in (".nii.gz", ".ome.tiff", ".ome.tif"):
+        if name.endswith(double):
+            return path.name[-len(double):]
+    return path.suffix
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def refuse_overwriting_sources(path: str | os.PathLike, sources: Iterable[str | os.PathLike | None]) -> None:
+    """Raise when `path` is one of the scan's own files (or the DICOM folder it came from)."""
+    target = Path(path)
+    for src in sources:
+        if not src:
+            continue
+        s = Path(src)
+        if _same_file(target, s):
+            raise LesionSegError(f"Refusing to overwrite the source scan {s}; choose another file name.")
+        if s.is_dir() and target.resolve().parent == s.resolve() and target.suffix.lower() in ("", ".dcm"):
+            raise LesionSegError(f"Refusing to write a DICOM-like file into the source series folder {s}.")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, sources: Iterable[str | os.PathLike | None] = ()) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success rename it onto `path`, on any error delete it."""
+    target = Path(path)
+    refuse_overwriting_sources(target, list(sources))
+    if target.is_dir():
+        raise LesionSegError(f"{target} is a folder; give a file name to write to.")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise LesionSegError(f"The folder {folder} does not exist.")
+    suffix = full_suffix(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{suffix}", dir=folder)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

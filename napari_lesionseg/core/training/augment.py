@@ -1,0 +1,50 @@
+"""Batch augmentation on tensors (cheap on CPU): flips, 90° turns, rotation/scale/shift, intensity, stain jitter."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def augment_batch(x: torch.Tensor, y: torch.Tensor, kinds: list[str], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (N, C, H, W) float, y (N, H, W) long → augmented copies; the mask follows every geometric change."""
+    n = x.shape[0]
+    if "flip" in kinds:
+        f = torch.rand(n, generator=gen) < 0.5
+        x[f] = x[f].flip(-1)
+        y[f] = y[f].flip(-1)
+    if "vflip" in kinds or "rot90" in kinds:
+        f = torch.rand(n, generator=gen) < 0.5
+        x[f] = x[f].flip(-2)
+        y[f] = y[f].flip(-2)
+    if "rot90" in kinds and x.shape[-1] == x.shape[-2]:
+        f = torch.rand(n, generator=gen) < 0.5
+        x[f] = x[f].transpose(-1, -2)
+        y[f] = y[f].transpose(-1, -2)
+    if "affine" in kinds:
+        ang = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(15)
+        scale = torch.exp((torch.rand(n, generator=gen) * 2 - 1) * math.log(1.2))
+        shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * 0.1
+        cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
+        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        y = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="zeros",
+                          align_corners=False)[:, 0].long()
+    if "intensity" in kinds:
+        x01 = ((x + 1) / 2).clamp(0, 1)
+        gamma = torch.exp((torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * math.log(1.5))
+        x01 = x01 ** gamma
+        contrast = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * 0.2
+        bright = (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * 0.1
+        x01 = (x01 - 0.5) * contrast + 0.5 + bright
+        x01 = x01 + torch.randn(x.shape, generator=gen) * 0.02 * torch.rand(n, 1, 1, 1, generator=gen)
+        x = x01 * 2 - 1
+    if "stain" in kinds and x.shape[1] == 3:
+        # H&E staining varies between labs: jitter each colour channel's scale and offset a little.
+        s = 1 + (torch.rand(n, 3, 1, 1, generator=gen) * 2 - 1) * 0.08
+        b = (torch.rand(n, 3, 1, 1, generator=gen) * 2 - 1) * 0.08
+        x = x * s + b
+    return x.contiguous(), y.contiguous()

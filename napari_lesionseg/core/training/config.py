@@ -1,0 +1,88 @@
+"""Training options with the defaults that worked on the project's data; read from/written to JSON or YAML."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import LesionSegError
+
+
+@dataclass
+class TrainConfig:
+    name: str
+    modality: str
+    images: str | None = None
+    """Folder of images (PNG/TIFF/NIfTI…); masks with the same file stem in `masks`."""
+    masks: str | None = None
+    cases_json: str | None = None
+    """Optional BUSI-style cases.json giving a `group` per image (validation is split by group)."""
+    base: str | None = None
+    """Model to fine-tune (name or card path); None trains from scratch with the architecture below."""
+    architecture: str = "Unet"
+    encoder: str = "tu-resnet10t"
+    decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 16, 8])
+    input_kind: str = "gray"
+    classes: list[str] = field(default_factory=lambda: ["lesion"])
+    preprocessing: list[str] = field(default_factory=list)
+    normalisation: dict = field(default_factory=lambda: {"kind": "percentile", "low": 0.5, "high": 99.5})
+    fit: str = "resize"
+    patch_size: list[int] = field(default_factory=lambda: [224, 224])
+    spacing_mm: list[float] | None = None
+    context_slices: int = 0
+    epochs: int = 50
+    max_minutes: float | None = None
+    batch_size: int = 8
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    loss: str = "bce_dice"
+    """bce_dice (default), dice, jaccard, focal, weighted_ce (U-Net paper's boundary-weighted cross-entropy)."""
+    augment: list[str] = field(default_factory=lambda: ["flip", "affine", "intensity"])
+    """flip, rot90, affine (rotation/scale/shift), intensity (gamma, contrast, noise), stain (H&E jitter)."""
+    positive_fraction: float = 0.6
+    """Share of sampled patches that contain lesion ('tile' fit; for 'resize' fit, share of lesion images)."""
+    hard_negative_mining: bool = False
+    val_fraction: float = 0.2
+    val_every: int = 1
+    early_stopping: int = 15
+    """Stop when validation Dice has not improved for this many validations (0: never)."""
+    seed: int = 0
+    num_threads: int | None = None
+    device: str = "auto"
+    threshold: float = 0.5
+    training_data: str = ""
+    licence: str = ""
+    notes: str = ""
+    output_dir: str | None = None
+    """Where the model is published; default the per-user model directory."""
+    checkpoint_dir: str | None = None
+    """Where resumable checkpoints go; default <output_dir>/.checkpoints/<name>."""
+    recipe: str = ""
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
+        path = Path(path)
+        try:
+            text = path.read_text()
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                d = yaml.safe_load(text)
+            else:
+                d = json.loads(text)
+        except Exception as e:
+            raise LesionSegError(f"Cannot read training config {path}: {e}") from e
+        d.update({k: v for k, v in overrides.items() if v is not None})
+        d.setdefault("recipe", str(path))
+        return cls.from_dict(d)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise LesionSegError(f"Unknown training option(s): {', '.join(sorted(unknown))}.")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

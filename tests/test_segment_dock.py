@@ -1,0 +1,193 @@
+"""The path a user takes: open a scan → Segment dock → model → Segment → threshold → correct → Export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from napari.layers import Labels
+
+from napari_lesionseg.core.metrics import dice
+from napari_lesionseg.core.models import default_registry
+from tiny_models import blob_volume, tiny_model
+
+from conftest import REPO, SHARED_DATA
+
+BUSI_VALIDATION_IMAGE = "malignant_051"  # in the validation groups of the shipped model's split (not trained on)
+
+
+def _busi_image():
+    """A real BUSI image and its mask: a validation image from ../shared/data, else the bundled sample."""
+    import imageio.v3 as iio
+
+    p = SHARED_DATA / "ultrasound" / "busi" / "images" / f"{BUSI_VALIDATION_IMAGE}.png"
+    if p.exists():
+        return p, iio.imread(SHARED_DATA / "ultrasound" / "busi" / "masks" / p.name) > 0
+    p = REPO / "sample_data" / "busi_malignant_006.png"
+    return p, iio.imread(REPO / "sample_data" / "busi_malignant_006_mask.png") > 0
+
+
+def _open_dock(viewer):
+    _, dock = viewer.window.add_plugin_dock_widget("napari-lesionseg", "Segment lesions")
+    return dock
+
+
+def _wait(qtbot, dock, timeout=180_000):
+    qtbot.waitUntil(lambda: dock._worker is None, timeout=timeout)
+
+
+def test_dock_opens_from_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    dock = _open_dock(viewer)
+    assert dock.segment_btn.text() == "Segment"
+    assert "ultrasound-lesion" in [dock.model_combo.itemText(i) for i in range(dock.model_combo.count())]
+
+
+def test_segment_threshold_correct_export_on_real_busi(make_napari_viewer, qtbot, tmp_path):
+    path, truth = _busi_image()
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-lesionseg")
+    dock = _open_dock(viewer)
+    dock.model_combo.setCurrentText("ultrasound-lesion")
+    dock.segment_btn.click()
+    _wait(qtbot, dock)
+
+    labels = [l for l in viewer.layers if isinstance(l, Labels)]
+    probs = [l for l in viewer.layers if l.metadata.get("lesionseg_probs")]
+    assert len(labels) == 1 and len(probs) == 1
+    mask = labels[0].data > 0
+    assert mask.shape == truth.shape
+    assert mask.any(), "Segment gave an empty mask on a malignant lesion"
+    assert dice(mask, truth) > 0.5, f"mask does not overlap the lesion (Dice {dice(mask, truth):.2f})"
+
+    # Moving the threshold changes the mask without running the model again.
+    predictor = next(iter(dock._predictors.values()))
+    calls = predictor.calls
+    dock.set_threshold(0.05)
+    low = labels[0].data.copy()
+    dock.set_threshold(0.95)
+    high = labels[0].data.copy()
+    assert low.sum() > high.sum()
+    assert predictor.calls == calls
+
+    # Paint a correction with napari's own label tool, then export next to a chosen name.
+    layer = labels[0]
+    layer.paint((5, 5), 1, refresh=True)
+    assert dock.result.edited
+    dock.set_threshold(0.5)  # does not overwrite the correction
+    assert layer.data[5, 5] == 1
+    out = dock.export_to(tmp_path / "corrected.png", layer)
+    import imageio.v3 as iio
+
+    back = iio.imread(out)
+    np.testing.assert_array_equal(back > 0, layer.data > 0)
+
+
+def test_export_nifti_keeps_affine(make_napari_viewer, qtbot, tmp_path):
+    """A mask exported from a volume carries the scan's affine."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(1)
+    vol, _ = blob_volume(rng, (10, 48, 48))
+    affine = np.array([[0.8, 0, 0, -10], [0, 0.8, 0, 5], [0, 0, 2.0, 30], [0, 0, 0, 1]])
+    src = tmp_path / "vol.nii.gz"
+    nib.save(nib.Nifti1Image(vol.transpose(), affine), src)
+    viewer = make_napari_viewer()
+    viewer.open(str(src), plugin="napari-lesionseg")
+    dock = _open_dock(viewer)
+    layer = viewer.add_labels(np.zeros(vol.shape, np.uint8),
+                              **__import__("napari_lesionseg.napari.layer_utils", fromlist=["x"])
+                              .derived_layer_kwargs(viewer.layers["vol"], "vol mask"))
+    layer.data[4, 10:20, 10:20] = 1
+    out = dock.export_to(tmp_path / "mask.nii.gz", layer)
+    img = nib.load(out)
+    np.testing.assert_allclose(img.affine, affine, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(img.dataobj).transpose(), layer.data)
+
+
+@pytest.fixture
+def mri_model(tmp_path_factory, _user_model_dir):
+    card = tiny_model("slices", tmp_path_factory.getbasetemp() / "tiny-models", install_into=_user_model_dir)
+    return default_registry().get(card).name
+
+
+def test_segment_current_slice_then_whole_volume(make_napari_viewer, qtbot, mri_model):
+    rng = np.random.default_rng(5)
+    vol, truth = blob_volume(rng, (16, 64, 64))
+    viewer = make_napari_viewer()
+    viewer.add_image(vol, name="volume", scale=(3.0, 1.0, 1.0))
+    dock = _open_dock(viewer)
+    dock.model_combo.setCurrentText(mri_model)
+    z = int(np.argmax(truth.sum(axis=(1, 2))))
+    viewer.dims.set_point(0, z * 3.0)
+    dock.scope_combo.setCurrentText("Current slice")
+    dock.segment_btn.click()
+    _wait(qtbot, dock)
+    labels = dock.result.labels_layer
+    assert dock.result.done_slices == {z}
+    done = labels.data[z] > 0
+    assert dice(done, truth[z]) > 0.6
+    others = np.delete(labels.data, z, axis=0)
+    assert not others.any(), "only the current slice is segmented"
+
+    dock.scope_combo.setCurrentText("Whole volume")
+    dock.segment_btn.click()
+    _wait(qtbot, dock)
+    assert dock.result.labels_layer is labels, "the same layers are filled, not new ones"
+    assert len(dock.result.done_slices) == vol.shape[0]
+    assert dice(labels.data > 0, truth) > 0.6
+    np.testing.assert_allclose(labels.scale, (3.0, 1.0, 1.0))
+
+
+def test_cancel_mid_volume_leaves_viewer_usable(make_napari_viewer, qtbot, mri_model):
+    rng = np.random.default_rng(6)
+    vol = np.concatenate([blob_volume(rng, (16, 64, 64))[0] for _ in range(8)])  # 128 slices
+    viewer = make_napari_viewer()
+    viewer.add_image(vol, name="long volume")
+    dock = _open_dock(viewer)
+    dock.model_combo.setCurrentText(mri_model)
+    dock.scope_combo.setCurrentText("Whole volume")
+    predictor = dock._predictor(mri_model, dock.device_combo.currentText())
+    predictor.batch_size = 2
+    dock.segment_btn.click()
+    qtbot.waitUntil(lambda: dock.progress.value() >= 2, timeout=60_000)
+    dock.cancel_btn.click()
+    _wait(qtbot, dock)
+    assert dock.result is None
+    assert not [l for l in viewer.layers if isinstance(l, Labels)], "a cancelled run must not add a mask layer"
+    assert "Cancelled" in dock.status.text()
+    # still usable: add a layer, step through slices, segment again
+    viewer.dims.set_point(0, 3)
+    viewer.add_points([[3, 10, 10]])
+    assert dock.segment_btn.isEnabled()
+
+
+def test_corrupt_image_gives_clear_message(make_napari_viewer, tmp_path):
+    bad = tmp_path / "scan.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"this is not really an image" * 10)
+    viewer = make_napari_viewer()
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
+    try:
+        viewer.open(str(bad), plugin="napari-lesionseg")
+    except Exception as e:  # napari may re-raise "no layers" as a ValueError; never our traceback
+        assert "lesionseg" not in type(e).__module__
+    assert len(viewer.layers) == 0
+    assert any("scan.png" in m for m in seen), seen
+
+
+def test_model_that_does_not_fit_the_image(make_napari_viewer, qtbot, mri_model):
+    """A 2.5D MRI model on a 2D ultrasound image: a clear message, no layer, no crash."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32), name="2d")
+    dock = _open_dock(viewer)
+    dock.model_combo.setCurrentText(mri_model)
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
+    dock.segment_btn.click()
+    assert dock._worker is None
+    assert any("neighbouring slices" in m for m in seen), seen
+    assert len(viewer.layers) == 1
