@@ -19,7 +19,7 @@ headless-deps:
 	bash scripts/ensure_headless_deps.sh
 
 run: $(STAMP)
-	$(PY) -m napari_lesionseg.launch
+	$(PY) -m napari_lesionseg.launch $(ARGS)
 
 test: $(STAMP) headless-deps
 	$(XVFB) $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)

@@ -81,6 +81,12 @@ def eval_busi(args) -> None:
         lines = busi_lines(mask, args.short_axis)
         if not lines:
             continue
+        if args.jitter:  # a less careful reader: both ends moved by N(0, jitter × length), clipped to the image
+            rng = np.random.default_rng(int(hashlib.md5(c["name"].encode()).hexdigest()[:8], 16))
+            for l in lines:
+                L = np.hypot(*(l.p1 - l.p0))
+                l.p0 = np.clip(l.p0 + rng.normal(0, args.jitter * L, 2), 0, np.array(mask.shape) - 1)
+                l.p1 = np.clip(l.p1 + rng.normal(0, args.jitter * L, 2), 0, np.array(mask.shape) - 1)
         fold = fold_of(c["group"])
         if args.cv:
             os.environ["LESIONSEG_LINE_MODEL_DIR"] = str(Path(args.cv) / f"f{fold}")
@@ -92,6 +98,7 @@ def eval_busi(args) -> None:
     e = np.array([r[3] for r in rows])
     f = np.array([r[1] for r in rows])
     print(f"BUSI line → mask, method={args.method}{' + short axis' if args.short_axis else ''}"
+          f"{f', ends jittered {args.jitter:g}×L' if args.jitter else ''}"
           f"{' (held-out CV models ' + args.cv + ')' if args.cv else ''}: {len(rows)} images, "
           f"{time.time() - t_all:.0f} s, median {np.median([r[4] for r in rows]):.3f} s/image")
     print(f"{'subset':14s} {'n':>4s} {'mean Dice':>9s} {'p10':>6s} {'median':>6s} | {'ellipse 0.6×':>12s}")
@@ -169,6 +176,7 @@ def main():
     ap.add_argument("--cv", help="folder with f0/ f1/ cross-validation models")
     ap.add_argument("--limit", type=int, help="random subset of N lesion images (tuning loops)")
     ap.add_argument("--short-axis", action="store_true", help="also give the RECIST short axis from the mask")
+    ap.add_argument("--jitter", type=float, default=0.0, help="move line ends by N(0, J × length) (reader error)")
     ap.add_argument("--only3d", action="store_true")
     ap.add_argument("--no3d", action="store_true")
     ap.add_argument("--save", help="CSV of per-image Dice")

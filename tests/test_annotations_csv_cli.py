@@ -139,3 +139,17 @@ def test_cli_lines_to_masks_nifti_volume_keeps_geometry(tmp_path):
     assert main(["lines-to-masks", "--image", str(src), "--annotations", str(csv_mm), "--output", str(out2),
                  "--world"]) == 0
     assert (np.asarray(nib.load(str(out2)).dataobj) == np.asarray(m.dataobj)).all()
+
+
+def test_cli_circles_from_mini_mias(tmp_path):
+    import imageio.v3 as iio
+
+    image = shared_path("mammography", "mias", "images", "mdb005.png")
+    table = shared_path("mammography", "mias", "annotations.csv")
+    out = tmp_path / "mdb005_mask.png"
+    assert main(["points-to-masks", "--image", str(image), "--circles", str(table), "--output", str(out)]) == 0
+    lab = iio.imread(out)
+    assert lab.shape == (1024, 1024) and lab[891, 477] == 1 and lab[856 - 25, 500] == 2
+    normal = shared_path("mammography", "mias", "images", "mdb003.png")
+    assert main(["points-to-masks", "--image", str(normal), "--circles", str(table), "--output",
+                 str(tmp_path / "x.png")]) == 2

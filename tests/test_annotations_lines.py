@@ -137,6 +137,13 @@ def test_line_on_a_flat_region_is_refused(method):
         line_to_mask(img, (20, 20), (60, 70), method=method)
 
 
+def test_line_on_a_flat_slice_of_a_volume_is_refused():
+    vol = np.zeros((12, 60, 60), np.float32)
+    vol[:3] = np.random.default_rng(0).random((3, 60, 60))  # signal elsewhere, none where the line is
+    with pytest.raises(LesionSegError, match="flat"):
+        lines_to_labels(vol, [Line((8, 10, 10), (8, 40, 45))], spacing=(3.0, 0.7, 0.7))
+
+
 def test_line_across_slices_and_unknown_method_are_refused():
     vol = np.random.default_rng(0).random((10, 50, 50)).astype(np.float32)
     with pytest.raises(LesionSegError, match="one slice"):

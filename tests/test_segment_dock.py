@@ -191,3 +191,51 @@ def test_model_that_does_not_fit_the_image(make_napari_viewer, qtbot, mri_model)
     assert dock._worker is None
     assert any("neighbouring slices" in m for m in seen), seen
     assert len(viewer.layers) == 1
+
+
+@pytest.fixture
+def histology_model(tmp_path_factory, _user_model_dir):
+    card = tiny_model("rgb2d", tmp_path_factory.getbasetemp() / "tiny-models", install_into=_user_model_dir)
+    return default_registry().get(card).name
+
+
+def test_whole_slide_is_segmented_lazily(make_napari_viewer, qtbot, tmp_path, histology_model, monkeypatch):
+    """A pyramidal slide opens as a multiscale layer; Segment tiles it, skips the glass, and keeps the result on
+    disk (zarr) rather than in memory; the threshold slider still changes the mask."""
+    from napari_lesionseg.core.inference import tiles
+    from napari_lesionseg.core.io import write_pyramidal_tiff
+    from tiny_models import blob_image
+
+    rng = np.random.default_rng(3)
+    H = W = 2048
+    slide = np.full((H, W, 3), 245, np.uint8)  # glass
+    truth = np.zeros((H, W), bool)
+    for y in range(0, 768, 96):  # tissue only in the top-left corner
+        for x in range(0, 768, 96):
+            img, m = blob_image(rng, (96, 96), rgb=True)
+            slide[y:y + 96, x:x + 96] = img
+            truth[y:y + 96, x:x + 96] = m > 0
+    path = tmp_path / "slide.tif"
+    write_pyramidal_tiff(path, slide.shape, np.uint8,
+                         lambda f, y, x, h, w: slide[::f, ::f][y:y + h, x:x + w], min_size=512)
+    monkeypatch.setattr(tiles, "MAX_IN_MEMORY_PIXELS", 1_000_000)  # force the on-disk path for this small slide
+
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-lesionseg")
+    assert viewer.layers[0].multiscale
+    dock = _open_dock(viewer)
+    dock.model_combo.setCurrentText(histology_model)
+    dock.scope_combo.setCurrentText("Whole image / slide")
+    predictor = dock._predictor(histology_model, dock.device_combo.currentText())
+    dock.segment_btn.click()
+    _wait(qtbot, dock)
+    seg = dock.result
+    assert seg is not None and not isinstance(seg.probs, np.ndarray), "slide-sized probabilities stay lazy"
+    n_tiles_all = len(tiles.tile_starts(H, 64, 48)) ** 2
+    assert predictor.calls * predictor.batch_size < n_tiles_all / 3, "glass tiles were not skipped"
+    mask = np.asarray(seg.labels_layer.data)
+    assert dice(mask > 0, truth) > 0.5
+    assert not mask[1200:, 1200:].any(), "nothing found on glass"
+    before = int(mask.sum())
+    dock.set_threshold(0.95)
+    assert int(np.asarray(seg.labels_layer.data).sum()) < before

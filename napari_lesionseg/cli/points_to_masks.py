@@ -2,6 +2,7 @@
 
     lesionseg points-to-masks --image IMG --annotations points.csv --output disks.png --radius 3 --mm
     lesionseg points-to-masks --image IMG --annotations points.csv --output heat.tif --heatmap 0.2
+    lesionseg points-to-masks --image mdb005.png --circles mias/annotations.csv --output mdb005_mask.png
 
 The CSV is what napari writes for a Points layer (`index,axis-0,axis-1[,axis-2]`, plus property columns), in the
 image's pixel/voxel indices (or in mm with --world). Disks get label values 1, 2, … in point order.
@@ -21,9 +22,12 @@ def add_parser(sub) -> None:
         description=__doc__.split("\n\n", 1)[1],
     )
     p.add_argument("--image", required=True, help="the image the points were placed on (for its shape and spacing)")
-    p.add_argument("--annotations", required=True, help="napari Points layer saved as CSV")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--annotations", help="napari Points layer saved as CSV")
+    src.add_argument("--circles", help="table of circles with columns [image,] col, row, radius (pixels), "
+                                       "e.g. mini-MIAS annotations.csv: the image's own rows become disks")
     p.add_argument("--output", "-o", required=True, help="mask or probability map to write")
-    g = p.add_mutually_exclusive_group(required=True)
+    g = p.add_mutually_exclusive_group()
     g.add_argument("--radius", type=float, help="disk radius (pixels, or mm with --mm)")
     g.add_argument("--heatmap", type=float, metavar="A", help="write exp(-A·d) instead of disks (d in px, or mm with --mm)")
     p.add_argument("--mm", action="store_true", help="radius and distances in millimetres (uses the image's spacing)")
@@ -40,6 +44,10 @@ def run(args) -> int:
     image, geom, rgb = read_image(args.image, args.spacing)
     nd = spatial_ndim(image, rgb)
     shape = image.shape[:nd]
+    if args.circles:
+        return _circles(args, shape, geom)
+    if args.radius is None and args.heatmap is None:
+        raise LesionSegError("Give --radius R (disks) or --heatmap A (exp(-A·d) map).")
     table = read_points_csv(args.annotations)
     pts = table.coords
     if pts.shape[1] != nd:
@@ -56,4 +64,22 @@ def run(args) -> int:
         heat = points_to_heatmap(shape, pts, args.heatmap, spacing=spacing)
         out = write_probabilities(heat, geom, args.output, source_path=args.image)
         print(f"{len(pts)} points, exp(-{args.heatmap:g}·d) map (d in {'mm' if args.mm else 'px'}): wrote {out}")
+    return 0
+
+
+def _circles(args, shape, geom) -> int:
+    from pathlib import Path
+
+    from ..core.annotations import circles_to_labels, read_circle_table
+    from ..core.io import write_mask
+
+    if len(shape) != 2:
+        raise LesionSegError("Circles are for 2D images.")
+    circles = read_circle_table(args.circles, image=Path(args.image).name)
+    if not circles:
+        raise LesionSegError(f"{Path(args.circles).name} has no circle for {Path(args.image).name}.")
+    labels = circles_to_labels(shape, circles)
+    out = write_mask(labels.astype(np.uint8 if labels.max() < 256 else np.uint16), geom, args.output,
+                     source_path=args.image)
+    print(f"{len(circles)} circle{'s' if len(circles) > 1 else ''} ({', '.join(c.cls or '?' for c in circles)}): wrote {out}")
     return 0

@@ -59,15 +59,20 @@ def predict_file(predictor, src: Path, out: Path, prob_out: Path | None, thresho
 
 def run(args) -> int:
     from ..core.inference.engine import Predictor
-    from ..core.io import can_read, read_scan  # noqa: F401  (imported early: clear error if missing)
+    from ..core.io import MASK_SUFFIXES, can_read, read_scan  # noqa: F401  (imported early: clear error if missing)
     from ..core.models import default_registry
 
-    card = default_registry().get(args.model)
-    predictor = Predictor(card, device=args.device, batch_size=args.batch_size,
-                          notice=lambda m: print(f"lesionseg: {m}", file=sys.stderr))
     src = Path(args.input)
     if not src.exists():
         raise LesionSegError(f"Input not found: {src}")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise LesionSegError(f"--threshold must lie between 0 and 1 (got {args.threshold}).")
+    out_name = Path(args.output).name.lower()
+    if (not src.is_dir() or _is_dicom_series(src)) and not out_name.endswith(MASK_SUFFIXES):
+        raise LesionSegError(f"Cannot write {Path(args.output).name}: use one of {', '.join(MASK_SUFFIXES)}.")
+    card = default_registry().get(args.model)
+    predictor = Predictor(card, device=_rank_device(args.device), batch_size=args.batch_size,
+                          notice=lambda m: print(f"lesionseg: {m}", file=sys.stderr))
     is_cohort = src.is_dir() and not _is_dicom_series(src)
     if not is_cohort:
         out = predict_file(predictor, src, Path(args.output),
@@ -75,6 +80,18 @@ def run(args) -> int:
         print(f"wrote {out}")
         return 0
     return _run_cohort(predictor, src, Path(args.output), args)
+
+
+def _rank_device(name: str) -> str:
+    """Under torchrun each process takes its own GPU (cuda:LOCAL_RANK) unless a device index was given."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or name not in ("auto", "cuda"):
+        return name
+    import torch
+
+    if not torch.cuda.is_available():
+        return name
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
 
 
 def _is_dicom_series(folder: Path) -> bool:
@@ -123,4 +140,4 @@ def _run_cohort(predictor, src: Path, out_dir: Path, args) -> int:
         for n, msg in failures:
             print(f"  failed: {n}: {msg}", file=sys.stderr)
         print(f"error report: {report}", file=sys.stderr)
-    return 0 if done else 2
+    return 0 if done or not mine else 2

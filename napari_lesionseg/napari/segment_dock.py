@@ -364,7 +364,11 @@ class SegmentDock(QWidget):
                                  "subtraction image (DCE dock).")
         if card.input_kind == "slices" and spatial_ndim != 3:
             raise LesionSegError(f"Model {card.name} reads neighbouring slices; {layer.name} is 2D.")
-        job = {"predictor": predictor, "data": data, "ndim": spatial_ndim, "scope": scope, "layer": layer.name}
+        job = {"predictor": predictor, "data": data, "ndim": spatial_ndim, "scope": scope, "layer": layer.name,
+               "lazy": multiscale or not isinstance(data, np.ndarray)}
+        if job["lazy"] and spatial_ndim == 2 and card.fit != "tile":
+            raise LesionSegError(f"Model {card.name} resizes whole images; a slide needs a tiled model "
+                                 "(e.g. histology-nuclei).")
         if spatial_ndim == 3:
             if scope == "Current slice":
                 axis = self._slice_axis(layer)
@@ -406,8 +410,8 @@ class SegmentDock(QWidget):
             probs = predictor.predict_slices(vol, job["indices"], axis=job["axis"], progress=progress,
                                              cancelled=cancelled, stats=stats)
             return {"slices": probs, "stats": stats}
-        image = data if hasattr(data, "dask") or not isinstance(data, np.ndarray) else data
-        probs = predictor.predict_image(image if job.get("lazy") else np.asarray(image), progress=progress,
+        # Slides stay lazy: tiles are read one batch at a time; large results land in a zarr store on disk.
+        probs = predictor.predict_image(data if job["lazy"] else np.asarray(data), progress=progress,
                                         cancelled=cancelled)
         return {"probs": probs}
 
@@ -479,8 +483,14 @@ class SegmentDock(QWidget):
                                 "then Export.")
         self.viewer.layers.selection.active = self.result.labels_layer
 
-    def _new_result(self, layer: Image, card, probs: np.ndarray) -> Segmentation:
-        fg = probs if not card.multiclass else probs[1:].sum(0)
+    def _new_result(self, layer: Image, card, probs) -> Segmentation:
+        if not isinstance(probs, np.ndarray):  # a slide-sized result in a zarr store: shown lazily
+            import dask.array as da
+
+            probs = da.from_zarr(probs)
+            if not card.multiclass:
+                probs = probs[0]
+        fg = probs if not card.multiclass else 1.0 - probs[0]
         base = layer.name
         pkw = derived_layer_kwargs(layer, f"{base} probabilities ({card.name})", ndim=fg.ndim)
         pkw["metadata"]["lesionseg_probs"] = True
@@ -490,7 +500,10 @@ class SegmentDock(QWidget):
         shape = probs.shape[1:] if card.multiclass else probs.shape
         lkw = derived_layer_kwargs(layer, f"{base} mask", ndim=len(shape))
         lkw["metadata"]["lesionseg_model"] = card.name
-        labels = self.viewer.add_labels(np.zeros(shape, np.uint8), opacity=0.5, **lkw)
+        if isinstance(probs, np.ndarray):
+            labels = self.viewer.add_labels(np.zeros(shape, np.uint8), opacity=0.5, **lkw)
+        else:
+            labels = self.viewer.add_labels(self._lazy_mask(probs, card), opacity=0.5, **lkw)
         prob_layer, labels = _unwrap(prob_layer), _unwrap(labels)
         seg = Segmentation(image_layer=layer, card=card, probs=probs, prob_layer=prob_layer, labels_layer=labels,
                            spacing=tuple(labels.scale))
@@ -500,6 +513,12 @@ class SegmentDock(QWidget):
         self.threshold_label.setText(f"{card.threshold:.2f}")
         self.threshold_slider.blockSignals(False)
         return seg
+
+    def _lazy_mask(self, probs, card):
+        t = self.threshold
+        if card.multiclass:
+            return ((probs[1:].argmax(0) + 1) * ((1.0 - probs[0]) >= t)).astype(np.uint8)  # = apply_threshold
+        return (probs >= t).astype(np.uint8)
 
     def _mark_edited(self, seg: Segmentation) -> None:
         seg.edited = True
@@ -535,6 +554,9 @@ class SegmentDock(QWidget):
                                 "Click 'Re-apply threshold' to discard the corrections.")
             return
         labels = seg.labels_layer
+        if not isinstance(seg.probs, np.ndarray):
+            labels.data = self._lazy_mask(seg.probs, seg.card)  # cheap: nothing is computed until displayed
+            return
         apply_threshold(seg.probs, self.threshold, labels.data, multiclass=seg.card.multiclass,
                         post=self.post_processing(), spacing=seg.spacing, region=region)
         if force:

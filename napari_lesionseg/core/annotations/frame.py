@@ -79,17 +79,20 @@ class LineFrame:
         return ndi.affine_transform(crop, A, offset=b, output_shape=(self.size,) * 2,
                                     order=order, mode="constant", cval=cval)
 
-    def footprint(self, shape: tuple[int, int], margin: float = 1.0) -> tuple[slice, slice]:
-        """Bounding box (clipped to the image) of the part of the array the grid covers."""
-        s = self.size - 1
-        corners = self.to_array(np.array([[0, 0], [0, s], [s, 0], [s, s]], float))
+    def footprint(self, shape: tuple[int, int], margin: float = 1.0, within=None) -> tuple[slice, slice]:
+        """Bounding box (clipped to the image) of the part of the array the grid covers.
+
+        within: (r0, r1, c0, c1) to cover only that window of the grid (e.g. where a mask can be).
+        """
+        r0, r1, c0, c1 = (0, self.size - 1, 0, self.size - 1) if within is None else within
+        corners = self.to_array(np.array([[r0, c0], [r0, c1], [r1, c0], [r1, c1]], float))
         lo = np.maximum(np.floor(corners.min(0) - margin), 0).astype(int)
         hi = np.minimum(np.ceil(corners.max(0) + margin) + 1, shape).astype(int)
         return slice(lo[0], hi[0]), slice(lo[1], hi[1])
 
-    def paste(self, frame_values: np.ndarray, shape: tuple[int, int], order: int = 1):
+    def paste(self, frame_values: np.ndarray, shape: tuple[int, int], order: int = 1, within=None):
         """Bring a map on the canonical grid back to the array: (values on the footprint box, the box)."""
-        box = self.footprint(shape)
+        box = self.footprint(shape, within=within)
         A, b = self.matrix()
         M = np.linalg.inv(A)
         start = np.array([box[0].start, box[1].start], float)
@@ -130,3 +133,15 @@ def short_axis(mask2d: np.ndarray, p0, p1, spacing=(1.0, 1.0)) -> tuple[np.ndarr
         if rows[-1] - rows[0] > best:
             best, ends = rows[-1] - rows[0], (np.array([rows[0], c], float), np.array([rows[-1], c], float))
     return fr.to_array(ends[0]), fr.to_array(ends[1])
+
+
+def one_blas_thread():
+    """Context manager: one BLAS thread. The random walker's conjugate gradient does hundreds of dot products on
+    small vectors; OpenBLAS threads spinning for them on a busy CPU make a 0.1 s solve take seconds."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - listed in the dependencies
+        from contextlib import nullcontext
+
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")

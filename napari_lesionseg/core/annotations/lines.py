@@ -7,7 +7,9 @@ Two methods, chosen by measurement (benchmarks/eval_line_to_mask.py):
 - "learned": a small U-Net prompted by the line (models/line_prompt/, trained on BUSI ultrasound);
 - "classical": a random walker on the smoothed frame, seeded by the line's core (inside) and by what lies
   beyond its ends and outside an ellipse band (outside), multiplied with that ellipse prior.
-"auto" uses the learned model for 2D when it is installed, the classical method otherwise.
+"auto" uses the learned model for 2D when it is installed, the classical method otherwise. On BUSI (478 lesion
+images, line = longest diameter of the true lesion) mean Dice is 0.912 learned (2-fold CV by lesion group, held
+out) and 0.867 classical (beta tuned on one half, 0.869 on the other), against 0.831 for an ellipse on the line.
 
 In a volume the slice mask seeds a 3D random walker (voxel spacing respected) inside an ellipsoid whose size comes
 from the line, so the mask continues through neighbouring slices as far as the lesion does.
@@ -23,7 +25,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import Cancelled, LesionSegError
-from .frame import FRAME_SIZE, LineFrame
+from .frame import FRAME_SIZE, LineFrame, one_blas_thread
 
 METHODS = ("auto", "learned", "classical")
 
@@ -184,7 +186,7 @@ def classical_frame_probability(crop: np.ndarray, short_ratio: float | None = No
     if short_ratio is not None:
         core |= (np.abs(cc - c) <= 1.5) & (np.abs(rr - c) <= a * short_ratio * 0.7)
     seeds[core] = 1
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), one_blas_thread():
         warnings.simplefilter("ignore")
         p = np.clip(random_walker(x, seeds, beta=beta, mode="cg_j", tol=1e-3, return_full_prob=True)[0], 0, 1)
     if short_ratio is None:
@@ -197,12 +199,14 @@ def classical_frame_probability(crop: np.ndarray, short_ratio: float | None = No
 def _frame_probability(image2d, frame: LineFrame, short, method: str, what: str) -> np.ndarray:
     from .line_model import frame_input, line_model_available, predict_frames
 
-    crop = frame.sample(image2d, order=1)
-    _check_contrast(crop, what)
     if method == "auto":
         method = "learned" if line_model_available() else "classical"
     if method == "learned":
-        return predict_frames(frame_input(image2d, frame, short)[None])[0]
+        x = frame_input(image2d, frame, short)
+        _check_contrast(x[0], what)
+        return predict_frames(x[None])[0]
+    crop = frame.sample(image2d, order=1)
+    _check_contrast(crop, what)
     if method == "classical":
         return classical_frame_probability(crop, _short_ratio(frame, short))
     raise LesionSegError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
@@ -210,7 +214,13 @@ def _frame_probability(image2d, frame: LineFrame, short, method: str, what: str)
 
 def _mask_from_frame_probability(prob: np.ndarray, frame: LineFrame, shape, line: Line, threshold: float = 0.5):
     """Frame probabilities → array mask: threshold, keep the part touching the line, fill holes."""
-    vals, box = frame.paste(prob, shape)
+    rows = np.flatnonzero((prob > threshold).any(1))
+    cols = np.flatnonzero((prob > threshold).any(0))
+    within = None
+    if len(rows):  # paste back only the window of the frame where the mask is (4× less work on big images)
+        S = prob.shape[0] - 1
+        within = (max(rows[0] - 2, 0), min(rows[-1] + 2, S), max(cols[0] - 2, 0), min(cols[-1] + 2, S))
+    vals, box = frame.paste(prob, shape, within=within)
     m = vals > threshold
     # keep the components that the line passes through
     n = int(np.ceil(np.hypot(*(line.p1[-2:] - line.p0[-2:])))) + 2
@@ -275,7 +285,7 @@ def _mask_3d(volume, line: Line, spacing, method: str, what: str, beta: float = 
     if roi.shape[0] == 1 or not (seeds == 0).any():
         m = seed2[None].copy() if roi.shape[0] == 1 else seeds == 1
     else:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), one_blas_thread():
             warnings.simplefilter("ignore")
             p = random_walker(roi, seeds, beta=beta, mode="cg_j", tol=1e-3, spacing=spacing / spacing.min(),
                               return_full_prob=True)[0]

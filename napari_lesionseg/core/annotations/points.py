@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import LesionSegError
+from .frame import one_blas_thread
 
 
 def _spacing(spacing, ndim: int) -> np.ndarray:
@@ -103,7 +104,7 @@ def _walk(sub, seeds, sp, beta) -> np.ndarray:
 
     if not (seeds == 0).any() or not (seeds == 2).any():
         return seeds == 1
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), one_blas_thread():
         warnings.simplefilter("ignore")
         p = random_walker(sub, seeds, beta=beta, mode="cg_j", tol=1e-3, spacing=sp / sp.min(), return_full_prob=True)
     return (p[0] > 0.5) & (seeds >= 0)

@@ -61,10 +61,7 @@ class Predictor:
         while i < len(batch):
             chunk = batch[i:i + self.batch_size]
             try:
-                x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device)
-                with autocast(self.device):
-                    y = self._activate(self.net(x))
-                out.append(y.cpu().numpy())
+                out.append(self._forward_chunk(chunk))
                 self.calls += 1
                 i += len(chunk)
             except Exception as e:  # noqa: BLE001 - only OOM is handled, the rest re-raised
@@ -83,20 +80,48 @@ class Predictor:
                     raise LesionSegError("Out of memory on the CPU: the image is too large for this model.") from e
         return np.concatenate(out, axis=0)
 
+    @property
+    def stride(self) -> int:
+        """Input sizes must be multiples of this (an smp U-Net's encoder halves the image 5 times)."""
+        encoder = getattr(self.net, "encoder", None)
+        return int(getattr(encoder, "output_stride", 1) or 1)
+
+    def _place(self, x: torch.Tensor) -> torch.Tensor:
+        """Move a batch to the device (one place to wrap when simulating a GPU in tests)."""
+        return x.to(self.device)
+
+    def _forward_chunk(self, chunk: np.ndarray) -> np.ndarray:
+        """One batch on the device: padded (reflect) up to a multiple of the encoder stride, cropped back."""
+        h, w = chunk.shape[-2:]
+        s = self.stride
+        x = torch.from_numpy(np.ascontiguousarray(chunk))
+        ph, pw = (-h) % s, (-w) % s
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        x = self._place(x)
+        with autocast(self.device):
+            y = self._activate(self.net(x))
+        return y[..., :h, :w].cpu().numpy()
+
     # -- 2D images ---------------------------------------------------------------------------------------
     def _squeeze(self, probs: np.ndarray) -> np.ndarray:
+        if not isinstance(probs, np.ndarray):  # a zarr store for a slide: left whole, read lazily by the caller
+            return probs
         return probs[0] if not self.card.multiclass else probs
 
     def predict_image(self, image: np.ndarray, progress: Progress = None, cancelled: CancelCheck = None,
-                      spacing: tuple[float, float] | None = None) -> np.ndarray:
-        """One 2D image (H, W) or (H, W, 3) → probabilities (H, W), or (K, H, W) for multi-class models."""
+                      spacing: tuple[float, float] | None = None, overview=None) -> np.ndarray:
+        """One 2D image (H, W) or (H, W, 3) → probabilities (H, W), or (K, H, W) for multi-class models.
+
+        `overview`: for a lazy slide, a coarse pyramid level (see `tiles.pick_overview`) to find the tissue on."""
         if self.card.input_kind == "slices":
             raise LesionSegError(f"Model {self.card.name} needs a volume (it reads neighbouring slices).")
         if self.card.fit == "tile":
             from .tiles import predict_tiled
 
             return self._squeeze(predict_tiled(self, image, progress=progress, cancelled=cancelled,
-                                               spacing=spacing))
+                                               spacing=spacing, overview=overview))
         x = to_model_input(image, self.card)
         _check(cancelled)
         probs = self._resize_predict(x[None])[0]

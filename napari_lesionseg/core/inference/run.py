@@ -27,8 +27,14 @@ def predict_scan(predictor: Predictor, scan, progress=None, cancelled=None) -> n
     spatial = [a for a in scan.axes if a in "zyx"]
     if len(spatial) == 3:
         return predictor.predict_volume(np.asarray(data), axis=0, progress=progress, cancelled=cancelled)
+    overview = None
+    if scan.multiscale:
+        from .tiles import pick_overview
+
+        overview = pick_overview(scan.data)
     return predictor.predict_image(data if scan.multiscale else np.asarray(data), progress=progress,
-                                   cancelled=cancelled, spacing=tuple(scan.geometry.spacing[-2:]))
+                                   cancelled=cancelled, spacing=tuple(scan.geometry.spacing[-2:]),
+                                   overview=overview)
 
 
 def mask_from_probs(probs: np.ndarray, card, threshold: float | None = None) -> np.ndarray:

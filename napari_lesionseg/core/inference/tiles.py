@@ -35,10 +35,25 @@ def tile_starts(length: int, patch: int, step: int) -> list[int]:
     return starts
 
 
-def thumbnail(image, max_side: int = 1024) -> tuple[np.ndarray, int]:
+def thumbnail(image, max_side: int = 1024, overview=None) -> tuple[np.ndarray, float]:
+    """A small copy of the image and its step in image pixels. `overview` (a coarse pyramid level of a slide)
+    is used when given: striding a lazy full-resolution level would decode every one of its tiles."""
     h, w = image.shape[:2]
+    if overview is not None:
+        oh = overview.shape[0]
+        step = max(1, int(np.ceil(max(overview.shape[:2]) / (2 * max_side))))
+        thumb = np.asarray(overview[::step, ::step])
+        return thumb, h / oh * step
     stride = max(1, int(np.ceil(max(h, w) / max_side)))
     return np.asarray(image[::stride, ::stride]), stride
+
+
+def pick_overview(levels, min_side: int = 1024):
+    """The coarsest pyramid level whose longer side is still at least `min_side` (else the finest)."""
+    for level in reversed(list(levels)):
+        if max(level.shape[:2]) >= min_side:
+            return level
+    return levels[0]
 
 
 def foreground_mask(thumb: np.ndarray, rgb: bool) -> np.ndarray:
@@ -58,32 +73,44 @@ def foreground_mask(thumb: np.ndarray, rgb: bool) -> np.ndarray:
     return t > min(level, t.min() + 0.1 * (t.max() - t.min()))
 
 
-def predict_tiled(predictor, image, overlap: float = 0.25, progress=None, cancelled=None, spacing=None,
-                  skip_background: bool = True, min_foreground: float = 0.01, out_store=None) -> np.ndarray:
-    """(H, W[, 3]) image → (K, H, W) probabilities by sliding window."""
-    card = predictor.card
-    if image.ndim not in (2, 3):
-        raise LesionSegError(f"Expected a 2D image, got shape {image.shape}.")
+def plan_tiles(image, card, overlap: float = 0.25, skip_background: bool = True, min_foreground: float = 0.01,
+               overview=None):
+    """Which tiles to run: ([(y, x) corners], (tile h, tile w), normalisation stats from a thumbnail).
+
+    A tile is skipped when under `min_foreground` of it is tissue on the thumbnail (glass, air)."""
     h, w = image.shape[:2]
     ph, pw = (min(card.patch_size[0], h), min(card.patch_size[1], w))
     rgb = image.ndim == 3
-    thumb, stride = thumbnail(image)
+    thumb, stride = thumbnail(image, overview=overview)
     stats = None
     if "clahe" not in card.preprocessing:
         stats = normalisation_stats(to_channels(thumb, "rgb" if card.input_kind == "rgb" else "gray"),
                                     card.normalisation)
     fg = foreground_mask(thumb, rgb) if skip_background else None
-
     sy = max(1, int(ph * (1 - overlap)))
     sx = max(1, int(pw * (1 - overlap)))
     tiles = []
     for y in tile_starts(h, ph, sy):
         for x in tile_starts(w, pw, sx):
             if fg is not None:
-                f = fg[y // stride:(y + ph) // stride + 1, x // stride:(x + pw) // stride + 1]
+                f = fg[int(y // stride):int(np.ceil((y + ph) / stride)),
+                       int(x // stride):int(np.ceil((x + pw) / stride))]
                 if f.size and f.mean() < min_foreground:
                     continue
             tiles.append((y, x))
+    return tiles, (ph, pw), stats
+
+
+def predict_tiled(predictor, image, overlap: float = 0.25, progress=None, cancelled=None, spacing=None,
+                  skip_background: bool = True, min_foreground: float = 0.01, out_store=None,
+                  overview=None) -> np.ndarray:
+    """(H, W[, 3]) image → (K, H, W) probabilities by sliding window. `overview`: a coarse level of the same
+    slide, for finding tissue and normalisation statistics without reading the full-resolution level."""
+    card = predictor.card
+    if image.ndim not in (2, 3):
+        raise LesionSegError(f"Expected a 2D image, got shape {image.shape}.")
+    h, w = image.shape[:2]
+    tiles, (ph, pw), stats = plan_tiles(image, card, overlap, skip_background, min_foreground, overview)
 
     k = card.n_outputs
     if out_store is None and h * w * (k + 1) > MAX_IN_MEMORY_PIXELS:

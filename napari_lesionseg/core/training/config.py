@@ -40,6 +40,8 @@ class TrainConfig:
     """bce_dice (default), dice, jaccard, focal, weighted_ce (U-Net paper's boundary-weighted cross-entropy)."""
     augment: list[str] = field(default_factory=lambda: ["flip", "affine", "intensity"])
     """flip, rot90, affine (rotation/scale/shift), intensity (gamma, contrast, noise), stain (H&E jitter)."""
+    samples_per_epoch: int | None = None
+    """Patches per epoch; default one per training image (set it for a few large images, e.g. histology tiles)."""
     positive_fraction: float = 0.6
     """Share of sampled patches that contain lesion ('tile' fit; for 'resize' fit, share of lesion images)."""
     hard_negative_mining: bool = False

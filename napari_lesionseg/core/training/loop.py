@@ -47,6 +47,28 @@ def _dist_info() -> tuple[int, int, int]:
     return world, rank, local
 
 
+def _any_rank(flag: bool, world: int) -> bool:
+    """True on every rank when it is true on any (Cancel pressed on one process stops all, in the same batch)."""
+    if world <= 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _from_rank0(obj, world: int):
+    """Rank 0's value on every rank (validation runs once; early stopping and time budget decided once)."""
+    if world <= 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def card_for(cfg: TrainConfig) -> ModelCard:
     """The card of the model to train: the base model's (fine-tuning) or a new one from the config."""
     if cfg.base:
@@ -120,8 +142,8 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
           cancelled: Callable[[], bool] | None = None, cases: list[Case] | None = None,
           resume: bool = True, publish: bool = True) -> TrainResult:
     """Train or fine-tune a model as `cfg` says; returns the published card (None if nothing was learned)."""
-    emit = progress or (lambda d: None)
     world, rank, local = _dist_info()
+    emit = (progress or (lambda d: None)) if rank == 0 else (lambda d: None)  # one voice under torchrun
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed + rank)
@@ -130,6 +152,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
     from ..inference.device import resolve_device
 
     device = resolve_device(cfg.device)
+    own_group = False
     if world > 1:
         import torch.distributed as dist
 
@@ -138,6 +161,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+            own_group = True
 
     if cases is None:
         if not cfg.images or not cfg.masks:
@@ -150,6 +174,10 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
     card = card_for(cfg)
     train_cases, val_cases = split_by_group(cases, cfg.val_fraction, cfg.seed)
     emit({"kind": "log", "message": f"{len(train_cases)} training and {len(val_cases)} validation cases"})
+    if world > 1:
+        import torch.distributed as dist
+
+        emit({"kind": "log", "message": f"DistributedDataParallel: {world} processes, {dist.get_backend()} backend"})
     examples = make_examples(train_cases, card, (card.in_channels - 1) // 2 if card.input_kind == "slices" else 0)
     if card.fit == "resize":
         resize_examples(examples, tuple(card.patch_size))
@@ -175,7 +203,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
         Path(cfg.output_dir) if cfg.output_dir else user_models_dir()) / ".checkpoints" / cfg.name
     ckpt_path = ckpt_dir / "last.pt"
     start_epoch, step, history = 0, 0, []
-    best_score, best_state, best_record, stale = -1.0, None, {}, 0
+    best_score, best_state, best_record, stale = -math.inf, None, {}, 0
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         net.load_state_dict(state["model"])
@@ -187,7 +215,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
         emit({"kind": "log", "message": f"resumed from epoch {start_epoch}"})
 
     sampler = BalancedSampler(examples, cfg.positive_fraction, cfg.seed, cfg.hard_negative_mining)
-    per_epoch = max(len(examples), cfg.batch_size)
+    per_epoch = max(cfg.samples_per_epoch or len(examples), cfg.batch_size)
     per_epoch = int(math.ceil(per_epoch / (cfg.batch_size * world))) * cfg.batch_size * world
     n_batches = per_epoch // (cfg.batch_size * world)
     total_steps = max(1, cfg.epochs * n_batches)
@@ -212,8 +240,9 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
             order = order[list(iter(dsamp))]
         losses = []
         for b in range(n_batches):
-            if cancelled is not None and cancelled():
+            if _any_rank(cancelled is not None and bool(cancelled()), world):
                 was_cancelled = True
+                emit({"kind": "cancelled", "epoch": epoch + 1, "batch": b, "batches": n_batches, "step": step})
                 break
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             if card.fit == "resize":
@@ -246,8 +275,11 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
                   "minutes": (time.monotonic() - t0) / 60}
         if was_cancelled and not losses:
             break
-        if val_cases and ((epoch + 1) % cfg.val_every == 0 or was_cancelled or epoch + 1 == cfg.epochs):
+        validate = val_cases and ((epoch + 1) % cfg.val_every == 0 or was_cancelled or epoch + 1 == cfg.epochs)
+        if validate and rank == 0:
             record.update(evaluate(net, card, val_cases, device, cache=val_cache))
+        record = _from_rank0(record, world)  # every rank takes the same best/stop decisions
+        if validate:
             score = record.get("val_dice", float("nan"))
             if math.isnan(score):
                 score = -record.get("loss", 0.0)
@@ -275,13 +307,17 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
         if cfg.early_stopping and stale >= cfg.early_stopping:
             emit({"kind": "log", "message": f"early stop: no improvement for {stale} validations"})
             break
-        if cfg.max_minutes and (time.monotonic() - t0) / 60 >= cfg.max_minutes:
+        if _from_rank0(bool(cfg.max_minutes and (time.monotonic() - t0) / 60 >= cfg.max_minutes), world):
             emit({"kind": "log", "message": "time budget reached"})
             break
 
     result = TrainResult(card=None, history=history, cancelled=was_cancelled,
                          best_score=best_score if best_state is not None else None)
     if best_state is None:
+        if own_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
         return result
     net.load_state_dict(best_state)
     best = best_record
@@ -303,4 +339,6 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
         import torch.distributed as dist
 
         dist.barrier()
+        if own_group:
+            dist.destroy_process_group()
     return result

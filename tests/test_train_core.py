@@ -1,0 +1,133 @@
+"""The training core: resume after a crash, seeded reproducibility, balanced sampling, the losses, the split by group,
+and the child process the dock uses (progress as JSON lines, errors as messages)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from napari_lesionseg.core.training.config import TrainConfig
+from napari_lesionseg.core.training.data import BalancedSampler, Case, Example, split_by_group
+from napari_lesionseg.core.training.losses import LOSSES, compute_loss
+from napari_lesionseg.core.training.loop import train
+from napari_lesionseg.core.training.process import TrainingProcess
+from tiny_models import blob_image
+
+from conftest import shared_path
+
+torch.set_num_threads(1)
+
+
+def _cases(n=10, seed=0, shape=(48, 48)):
+    rng = np.random.default_rng(seed)
+    return [Case(f"c{i}", *blob_image(rng, shape=shape, n_blobs=1 if i % 3 else 0), group=f"g{i}") for i in range(n)]
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(name="core-test", modality="ultrasound", encoder="resnet18", decoder_channels=[32, 16, 8, 8, 4],
+                fit="resize", patch_size=[48, 48], epochs=3, batch_size=4, augment=["flip", "intensity"],
+                num_threads=1, output_dir=str(tmp_path / "models"), checkpoint_dir=str(tmp_path / "ckpt"),
+                early_stopping=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_resume_after_a_crash_continues_from_the_checkpoint(tmp_path):
+    cases = _cases()
+    cfg = _cfg(tmp_path, epochs=4)
+    proc = TrainingProcess(cfg, cases, num_threads=1).start()
+    ckpt = tmp_path / "ckpt" / "last.pt"
+    deadline = time.monotonic() + 90
+    while not ckpt.exists() and time.monotonic() < deadline:
+        proc.poll()
+        time.sleep(0.05)
+    proc.kill()  # a crash: no publish, only the last epoch's checkpoint survives
+    assert ckpt.exists()
+    saved = torch.load(ckpt, weights_only=True)["epoch"]
+    assert 1 <= saved < 4
+    assert not list((tmp_path / "models").glob("*.json"))
+
+    events = []
+    result = train(cfg, progress=events.append, cases=cases, resume=True)
+    logs = [e["message"] for e in events if e["kind"] == "log"]
+    assert f"resumed from epoch {saved}" in logs
+    epochs_run = [e["epoch"] for e in events if e["kind"] == "epoch"]
+    assert epochs_run == list(range(saved + 1, 5))  # no epoch is trained twice
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    assert result.card is not None and result.card.metrics["epochs_trained"] == 4
+    assert not ckpt.exists()
+
+
+def test_seeded_runs_are_reproducible(tmp_path):
+    cases = _cases(8)
+
+    def losses(seed, sub):
+        cfg = _cfg(tmp_path / sub, epochs=2, seed=seed)
+        r = train(cfg, cases=cases, resume=False, publish=False)
+        return [h["loss"] for h in r.history] + [h.get("val_dice") for h in r.history]
+
+    a, b, c = losses(0, "a"), losses(0, "b"), losses(1, "c")
+    assert a == b
+    assert a != c
+
+
+def test_balanced_sampler_keeps_the_lesion_ratio_and_mines_hard_negatives():
+    ex = [Example(x=np.zeros((1, 4, 4), np.float32), y=np.zeros((4, 4), np.uint8), case=f"c{i}", positive=i < 10)
+          for i in range(100)]
+    s = BalancedSampler(ex, positive_fraction=0.6, seed=0)
+    idx = s.epoch(1000)
+    assert np.mean(idx < 10) == pytest.approx(0.6, abs=0.001)  # 10% of examples, 60% of draws
+    hard = BalancedSampler(ex, positive_fraction=0.5, seed=0, hard_negatives=True)
+    neg = np.arange(10, 100)
+    hard.record_losses(neg, np.where(neg == 42, 5.0, 0.01))
+    draws = hard.epoch(2000)
+    neg_draws = draws[draws >= 10]
+    assert np.mean(neg_draws == 42) > 5 / 90  # the wrong one comes back far more often than 1 in 90
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_each_loss_is_finite_and_decreases_on_a_toy_batch(name):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    pairs = [blob_image(rng, shape=(32, 32), n_blobs=2) for _ in range(4)]
+    x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None].astype(np.float32) / 255)
+    y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 3, padding=1))
+    opt = torch.optim.Adam(net.parameters(), lr=0.02)
+    values = []
+    for _ in range(40):
+        loss, per = compute_loss(name, net(x), y)
+        assert torch.isfinite(loss) and torch.isfinite(per).all() and per.shape == (4,)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        values.append(loss.item())
+    assert values[-1] < 0.8 * values[0], f"{name}: {values[0]:.3f} -> {values[-1]:.3f}"
+
+
+def test_validation_split_never_puts_a_busi_duplicate_group_on_both_sides():
+    meta = json.loads(shared_path("ultrasound", "busi", "cases.json").read_text())
+    dummy = np.zeros((2, 2), np.uint8)
+    cases = [Case(c["name"], dummy, dummy, group=c["group"]) for c in meta]
+    assert len({c.group for c in cases}) < len(cases)  # BUSI does have near-duplicate groups
+    for seed in range(5):
+        for frac in (0.1, 0.2, 0.5):
+            train_cases, val_cases = split_by_group(cases, frac, seed)
+            assert len(train_cases) + len(val_cases) == len(cases)
+            assert not {c.group for c in train_cases} & {c.group for c in val_cases}
+            assert 0.5 * frac < len(val_cases) / len(cases) < 1.5 * frac + 0.02
+
+
+def test_child_process_reports_a_clear_error(tmp_path):
+    cases = [Case(f"c{i}", np.full((32, 32), 50, np.uint8), np.zeros((32, 32), np.uint8), group=f"g{i}")
+             for i in range(3)]
+    proc = TrainingProcess(_cfg(tmp_path), cases, num_threads=1).start()
+    events = proc.wait(timeout=120)
+    errors = [e for e in events if e["kind"] == "error"]
+    assert errors and "None of the masks contains a lesion" in errors[0]["message"]
+    assert proc.result is None and events[-1]["kind"] == "exit" and events[-1]["code"] == 2
+    assert not proc.workdir.exists()  # the temporary training set is removed
