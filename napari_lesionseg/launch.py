@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
             viewer.open(path, plugin="napari-lesionseg")
     else:
         viewer.open_sample("napari-lesionseg", "busi_ultrasound")
+        for layer in viewer.layers:
+            if layer._type_string == "labels":  # the expert mask: shown on demand, not over the model's
+                layer.visible = False
+    viewer.window._qt_window.resize(1600, 1000)
     _, dock = viewer.window.add_plugin_dock_widget("napari-lesionseg", "Segment lesions")
     if args.segment or args.screenshot:
         _automate(viewer, dock, args.segment or bool(args.screenshot), args.screenshot)

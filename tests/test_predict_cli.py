@@ -55,7 +55,7 @@ def test_busi_png(tmp_path, tmp_path_factory, _user_model_dir):
     assert mask.shape == image.shape[:2] and p.shape == image.shape[:2]
     assert set(np.unique(mask)) <= {0, 255}
     assert p.dtype == np.float32 and 0.0 <= p.min() and p.max() <= 1.0 and p.std() > 0
-    np.testing.assert_array_equal(mask > 0, p >= 0.5)
+    np.testing.assert_array_equal(mask > 0, p >= default_registry().get(model).threshold)
     if model == "ultrasound-lesion":  # a real model must find the lesion of a malignant validation image
         from napari_lesionseg.core.metrics import dice
 
@@ -119,7 +119,7 @@ def test_duke_nifti_keeps_the_affine(tmp_path, tmp_path_factory, _user_model_dir
     np.testing.assert_allclose(m.header.get_zooms()[:3], src.header.get_zooms()[:3], atol=1e-6)
     probs = np.asarray(p.dataobj)
     assert probs.min() >= 0 and probs.max() <= 1
-    np.testing.assert_array_equal(np.asarray(m.dataobj) > 0, probs >= 0.5)
+    np.testing.assert_array_equal(np.asarray(m.dataobj) > 0, probs >= default_registry().get(model).threshold)
 
 
 # -- a cohort folder --------------------------------------------------------------------------------------

@@ -97,6 +97,7 @@ class SegmentDock(QWidget):
 
     # -- UI ----------------------------------------------------------------------------------------------
     def _build_ui(self) -> None:
+        self.setMaximumWidth(480)  # leave the canvas most of the window
         lay = QVBoxLayout(self)
         form = QFormLayout()
         self.image_combo = QComboBox()

@@ -101,6 +101,9 @@ class TrainingProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        self._cleanup()
 
     @property
     def running(self) -> bool:

@@ -49,13 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     sys.stdout = sys.stderr  # stray prints from libraries must not break the JSON-lines stream
 
-    def send(ev: dict) -> None:
-        ev = {**ev, "time": time.time()}  # wall clock: the parent can tell which batches ran after Cancel
-        out.write(json.dumps(_clean(ev)) + "\n")
-        out.flush()
-
     cancel_file = Path(job["cancel_file"])
     terminated = {"flag": False}
+
+    def send(ev: dict) -> None:
+        ev = {**ev, "time": time.time()}  # wall clock: the parent can tell which batches ran after Cancel
+        try:
+            out.write(json.dumps(_clean(ev)) + "\n")
+            out.flush()
+        except (BrokenPipeError, ValueError):  # the viewer went away: stop as if cancelled, keep the best model
+            terminated["flag"] = True
     signal.signal(signal.SIGTERM, lambda *_: terminated.__setitem__("flag", True))
 
     def cancelled() -> bool:
