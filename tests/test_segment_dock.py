@@ -239,3 +239,21 @@ def test_whole_slide_is_segmented_lazily(make_napari_viewer, qtbot, tmp_path, hi
     before = int(mask.sum())
     dock.set_threshold(0.95)
     assert int(np.asarray(seg.labels_layer.data).sum()) < before
+
+
+def test_tile_model_resamples_to_its_training_pixel_size(tmp_path_factory, histology_model):
+    """An image at twice the model's pixel size is upsampled for the model and the result comes back at the
+    image's own size, lesions in place."""
+    from napari_lesionseg.core.inference.engine import Predictor
+    from tiny_models import blob_image
+
+    card = default_registry().get(histology_model)
+    card.spacing_mm = [0.001, 0.001]
+    pred = Predictor(card, device="cpu")
+    img, mask = blob_image(np.random.default_rng(9), (192, 192), n_blobs=2, rgb=True)
+    half = img[::2, ::2]  # the same tissue at 2 um per pixel
+    assert pred.spacing_zoom((0.002, 0.002)) == (2.0, 2.0)
+    assert pred.spacing_zoom((1.0, 1.0)) is None, "an unknown (1.0) pixel size is not taken literally"
+    probs = pred.predict_image(half, spacing=(0.002, 0.002))
+    assert probs.shape == half.shape[:2]
+    assert dice(probs >= 0.5, mask[::2, ::2] > 0) > 0.6

@@ -69,7 +69,8 @@ def run(args) -> int:
         elif ev["kind"] == "log":
             print(ev["message"], flush=True)
 
-    result = train(cfg, progress=show, resume=not args.no_resume)
+    stop = _graceful_stop()
+    result = train(cfg, progress=show, cancelled=stop.is_set, resume=not args.no_resume)
     if result.card is None:
         import os
 
@@ -80,3 +81,23 @@ def run(args) -> int:
     print(f"published {result.card.name} -> {result.card.path}")
     print(json.dumps(result.card.metrics, indent=2))
     return 0
+
+
+def _graceful_stop():
+    """First Ctrl+C (or SIGTERM): finish the current batch and publish the best model so far; second: abort."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("stopping after this batch; the best model so far will be published (Ctrl+C again to abort)",
+              file=sys.stderr, flush=True)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+    return stop

@@ -366,7 +366,12 @@ class SegmentDock(QWidget):
         if card.input_kind == "slices" and spatial_ndim != 3:
             raise LesionSegError(f"Model {card.name} reads neighbouring slices; {layer.name} is 2D.")
         job = {"predictor": predictor, "data": data, "ndim": spatial_ndim, "scope": scope, "layer": layer.name,
-               "lazy": multiscale or not isinstance(data, np.ndarray)}
+               "lazy": multiscale or not isinstance(data, np.ndarray), "spacing": tuple(layer.scale[-2:]),
+               "overview": None}
+        if multiscale:
+            from ..core.inference.tiles import pick_overview
+
+            job["overview"] = pick_overview(list(layer.data))  # find the tissue on a coarse level, not level 0
         if job["lazy"] and spatial_ndim == 2 and card.fit != "tile":
             raise LesionSegError(f"Model {card.name} resizes whole images; a slide needs a tiled model "
                                  "(e.g. histology-nuclei).")
@@ -413,7 +418,7 @@ class SegmentDock(QWidget):
             return {"slices": probs, "stats": stats}
         # Slides stay lazy: tiles are read one batch at a time; large results land in a zarr store on disk.
         probs = predictor.predict_image(data if job["lazy"] else np.asarray(data), progress=progress,
-                                        cancelled=cancelled)
+                                        cancelled=cancelled, spacing=job["spacing"], overview=job["overview"])
         return {"probs": probs}
 
     def _on_progress(self, done: int, total: int) -> None:

@@ -120,6 +120,10 @@ class Predictor:
         if self.card.fit == "tile":
             from .tiles import predict_tiled
 
+            zoom = self.spacing_zoom(spacing) if isinstance(image, np.ndarray) else None
+            if zoom is not None:  # resample to the model's training pixel size, and the result back
+                return self._squeeze(_zoom_probs(predict_tiled(
+                    self, _zoom_image(image, zoom), progress=progress, cancelled=cancelled), image.shape[:2]))
             return self._squeeze(predict_tiled(self, image, progress=progress, cancelled=cancelled,
                                                spacing=spacing, overview=overview))
         x = to_model_input(image, self.card)
@@ -128,6 +132,18 @@ class Predictor:
         if progress:
             progress(1, 1)
         return self._squeeze(probs)
+
+    def spacing_zoom(self, spacing) -> tuple[float, float] | None:
+        """How much to scale an image of this pixel size to match the model's training pixel size, or None.
+
+        Only plausible zooms (1.1x–4x either way) are applied: files that do not state a pixel size open at
+        1.0 "mm", which must not be taken literally."""
+        if spacing is None or not self.card.spacing_mm:
+            return None
+        zoom = tuple(float(s) / float(m) for s, m in zip(spacing[-2:], self.card.spacing_mm[-2:]))
+        if all(abs(z - 1) < 0.1 for z in zoom) or not all(0.25 <= z <= 4 for z in zoom):
+            return None
+        return zoom
 
     def _resize_predict(self, batch: np.ndarray) -> np.ndarray:
         """Whole-image models: resize (N, C, H, W) to the training size, predict, resize back."""
@@ -196,3 +212,17 @@ class Predictor:
         if self.card.multiclass:
             probs = np.moveaxis(probs, 0, 1)  # (K, n, H, W)
         return np.moveaxis(probs, lead, lead + axis)
+
+
+def _zoom_image(image: np.ndarray, zoom: tuple[float, float]) -> np.ndarray:
+    h, w = image.shape[:2]
+    size = (max(1, round(h * zoom[0])), max(1, round(w * zoom[1])))
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    x = x[None, None] if image.ndim == 2 else x.permute(2, 0, 1)[None]
+    y = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+    return (y[0] if image.ndim == 2 else y.permute(1, 2, 0)).numpy()
+
+
+def _zoom_probs(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    p = torch.from_numpy(np.ascontiguousarray(probs))[None]
+    return F.interpolate(p, size=tuple(shape), mode="bilinear", align_corners=False)[0].numpy()
