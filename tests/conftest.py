@@ -1,4 +1,3 @@
-# Team conventions: read /work/main/DEVELOPERS.md first. Do not git commit; the lead commits.
 """Shared fixtures: where the real data lives (tests that need it skip cleanly when it is absent)."""
 
 from __future__ import annotations

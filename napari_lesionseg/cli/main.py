@@ -1,5 +1,4 @@
 """Entry point of the `lesionseg` command.
-# Team conventions: read /work/main/DEVELOPERS.md first. Do not git commit or run `issues resolved`; the lead does.
 
 Each subcommand lives in its own module of this package with `add_parser(subparsers)` (which sets
 `func=run`) and `run(args) -> int`. A `LesionSegError` becomes a one-line message and exit status 2.
