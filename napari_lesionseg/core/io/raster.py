@@ -100,6 +100,16 @@ def tiff_spacing_info(tf) -> dict:
     return {}
 
 
+def stated_spacing(spacing, info: dict) -> tuple[tuple[float, float] | None, str]:
+    """The pixel size (mm) a caller gave or a TIFF states (microns per pixel), with where it came from."""
+    if spacing is not None:
+        sp = (float(spacing), float(spacing)) if np.isscalar(spacing) else tuple(float(s) for s in spacing)[-2:]
+        return sp, "given"
+    if "mpp" in info:
+        return (info["mpp"][0] / 1000.0, info["mpp"][1] / 1000.0), info["mpp_source"]
+    return None, "none"
+
+
 def guess_gray_modality(path: Path, arr: np.ndarray) -> str:
     if arr.dtype.itemsize >= 2 or path.suffix.lower() == ".pgm" or MINI_MIAS.match(path.stem):
         return "mammography"
@@ -143,17 +153,11 @@ def read_raster(path: str | Path, *, modality: str | None = None, spacing=None) 
         )
     if arr.ndim != (3 if rgb else 2):
         raise LesionSegError(f"{path.name} has an unsupported shape {arr.shape} for a 2D image.")
-    spacing_source = "none"
-    if spacing is not None:
-        sp = (float(spacing), float(spacing)) if np.isscalar(spacing) else tuple(float(s) for s in spacing)[-2:]
-        spacing_source = "given"
-    elif "mpp" in info:
-        sp = (info["mpp"][0] / 1000.0, info["mpp"][1] / 1000.0)
-        spacing_source = info["mpp_source"]
-    elif not rgb and MINI_MIAS.match(path.stem) and arr.shape == (1024, 1024):
+    sp, spacing_source = stated_spacing(spacing, info)
+    if sp is None and not rgb and MINI_MIAS.match(path.stem) and arr.shape == (1024, 1024):
         sp = (MINI_MIAS_SPACING_MM, MINI_MIAS_SPACING_MM)
         spacing_source = "mini-MIAS (200 µm pixels)"
-    else:
+    elif sp is None:
         sp = (1.0, 1.0)
     mod = modality or ("histology" if rgb else guess_gray_modality(path, arr))
     geom = Geometry(

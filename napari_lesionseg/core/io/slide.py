@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import LesionSegError
 from ..geometry import Geometry
-from .raster import tiff_spacing_info
+from .raster import stated_spacing, tiff_spacing_info
 from .scan import Scan
 
 SLIDE_PIXELS = 8192 * 8192
@@ -87,14 +87,8 @@ def read_tiff_slide(path: str | Path, *, modality: str | None = None, spacing=No
     if len(levels) == 1:
         levels = _strided_levels(levels[0])
         notes.append("This TIFF has no pyramid: zoomed-out views read many tiles and can be slow.")
-    spacing_source = "none"
-    if spacing is not None:
-        sp = (float(spacing), float(spacing)) if np.isscalar(spacing) else tuple(float(s) for s in spacing)[-2:]
-        spacing_source = "given"
-    elif "mpp" in info:
-        sp = (info["mpp"][0] / 1000.0, info["mpp"][1] / 1000.0)
-        spacing_source = info["mpp_source"]
-    else:
+    sp, spacing_source = stated_spacing(spacing, info)
+    if sp is None:
         sp = (1.0, 1.0)
     geom = Geometry(
         spacing=sp,
