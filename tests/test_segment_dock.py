@@ -75,6 +75,15 @@ def test_segment_threshold_correct_export_on_real_busi(make_napari_viewer, qtbot
     assert dock.result.edited
     dock.set_threshold(0.5)  # does not overwrite the correction
     assert layer.data[5, 5] == 1
+    # Re-applying the threshold discards the correction, undoably (the Labels layer's own history).
+    corrected = layer.data.copy()
+    dock.reapply_btn.click()
+    assert layer.data[5, 5] == 0
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, corrected)
+    # Shortcuts' actions: next lesion centres the view on a lesion; accept exports beside the scan.
+    dock.next_lesion()
+    assert "Lesion 1 of" in dock.status.text()
     out = dock.export_to(tmp_path / "corrected.png", layer)
     import imageio.v3 as iio
 

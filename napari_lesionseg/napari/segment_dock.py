@@ -563,6 +563,15 @@ class SegmentDock(QWidget):
         if not isinstance(seg.probs, np.ndarray):
             labels.data = self._lazy_mask(seg.probs, seg.card)  # cheap: nothing is computed until displayed
             return
+        if force and seg.edited:
+            # Discarding corrections goes through the Labels layer's own history: Ctrl+Z brings them back.
+            new = np.zeros_like(labels.data)
+            apply_threshold(seg.probs, self.threshold, new, multiclass=seg.card.multiclass,
+                            post=self.post_processing(), spacing=seg.spacing)
+            changed = np.nonzero(new != labels.data)
+            labels.data_setitem(changed, new[changed])
+            seg.edited = False
+            return
         apply_threshold(seg.probs, self.threshold, labels.data, multiclass=seg.card.multiclass,
                         post=self.post_processing(), spacing=seg.spacing, region=region)
         if force:
