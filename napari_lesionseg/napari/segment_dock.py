@@ -69,6 +69,7 @@ class _Bridge(QObject):
     """Carries progress from the worker thread to the GUI thread (queued signal)."""
 
     progress = Signal(int, int)
+    notice = Signal(str)
 
 
 class SegmentDock(QWidget):
@@ -82,6 +83,7 @@ class SegmentDock(QWidget):
         self.result: Segmentation | None = None
         self._bridge = _Bridge()
         self._bridge.progress.connect(self._on_progress)
+        self._bridge.notice.connect(show_warning)
         self._build_ui()
         self.refresh_layers()
         self.refresh_models()
@@ -308,17 +310,14 @@ class SegmentDock(QWidget):
 
     # -- segmentation ------------------------------------------------------------------------------------
     def _predictor(self, name: str, device: str):
+        """The loaded model, cached; first called from the worker, so weights never load on the GUI thread."""
         from ..core.inference.engine import Predictor
 
         key = (name, device)
         if key not in self._predictors:
             card = self.registry.get(name)
-            self._predictors[key] = Predictor(card, device=device,
-                                              notice=lambda m: self._bridge_notice(m))
+            self._predictors[key] = Predictor(card, device=device, notice=self._bridge.notice.emit)
         return self._predictors[key]
-
-    def _bridge_notice(self, message: str) -> None:
-        show_warning(message)
 
     def segment(self) -> None:
         """Start a Segment run in a thread worker (no-op if one is running)."""
@@ -334,8 +333,9 @@ class SegmentDock(QWidget):
             return
         scope = self.scope_combo.currentText()
         try:
-            predictor = self._predictor(model, self.device_combo.currentText())
-            job = self._plan(layer, predictor, scope)
+            card = self.registry.get(model)  # reads the card only; the weights load in the worker
+            job = self._plan(layer, card, scope)
+            job["model"] = (model, self.device_combo.currentText())
         except LesionSegError as e:
             show_error(str(e))
             return
@@ -351,9 +351,8 @@ class SegmentDock(QWidget):
         self._worker = worker
         worker.start()
 
-    def _plan(self, layer: Image, predictor, scope: str) -> dict:
+    def _plan(self, layer: Image, card, scope: str) -> dict:
         """Everything the worker needs, read on the GUI thread (layers must not be touched from the worker)."""
-        card = predictor.card
         multiscale = layer.multiscale
         data = layer.data[0] if multiscale else layer.data
         spatial_ndim = layer.ndim
@@ -365,7 +364,7 @@ class SegmentDock(QWidget):
                                  "subtraction image (DCE dock).")
         if card.input_kind == "slices" and spatial_ndim != 3:
             raise LesionSegError(f"Model {card.name} reads neighbouring slices; {layer.name} is 2D.")
-        job = {"predictor": predictor, "data": data, "ndim": spatial_ndim, "scope": scope, "layer": layer.name,
+        job = {"card": card, "data": data, "ndim": spatial_ndim, "scope": scope, "layer": layer.name,
                "lazy": multiscale or not isinstance(data, np.ndarray), "spacing": tuple(layer.scale[-2:]),
                "overview": None}
         if multiscale:
@@ -406,7 +405,7 @@ class SegmentDock(QWidget):
             return {"cancelled": True}
 
     def _predict(self, job: dict):
-        predictor = job["predictor"]
+        predictor = self._predictor(*job["model"])
         progress = self._bridge.progress.emit
         cancelled = self._cancel.is_set
         data = job["data"]
@@ -448,8 +447,7 @@ class SegmentDock(QWidget):
             show_error(f"Segmentation failed: {type(err).__name__}: {err}")
 
     def _finish(self, job: dict, out: dict) -> None:
-        predictor = job["predictor"]
-        card = predictor.card
+        card = job["card"]
         if out.get("cancelled"):
             self._failed(Cancelled())
             return
