@@ -152,18 +152,11 @@ def eval_3d(args) -> None:
 
 
 def duke_line_mask(sub, sp, method="auto"):
-    """A line across the Duke lesion as a reader would draw it: the longest chord of the enhancing blob on the
-    box's middle slice (found by thresholding inside the box, the only place where the dataset says a tumour is)."""
-    from scipy import ndimage as ndi
+    """The Duke line as a reader would draw it (scripts/make_mri_pseudolabels.py says how) and its 3D mask."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from make_mri_pseudolabels import duke_line
 
-    z = (60 + 77) // 2
-    sl = ndi.gaussian_filter(sub[z], 1.0)
-    inbox = np.zeros_like(sl, bool)
-    inbox[46:82, 89:124] = True
-    thr = np.percentile(sl[inbox], 60)
-    lab, _ = ndi.label((sl > thr) & inbox)
-    big = lab == (np.argmax(np.bincount(lab[lab > 0])) if lab.max() else 0)
-    p0, p1 = longest_diameter(big, sp[1:])
+    z, p0, p1 = duke_line(sub, sp)
     t = time.time()
     m = lines_to_labels(sub, [Line(np.r_[z, p0], np.r_[z, p1])], spacing=sp, method=method) > 0
     return m, z, p0, p1, time.time() - t

@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--input", required=True, help="image/volume file, DICOM series folder, or a folder of files")
     p.add_argument("--output", required=True,
                    help="mask file (.nii.gz, .png, .tif), or a folder when --input is a folder")
+    p.add_argument("--pre", help="DCE-MRI: the pre-contrast scan; the model then sees --input minus it "
+                                 "(post − pre subtraction, as `mri-lesion` was trained on)")
     p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     p.add_argument("--probabilities", help="also write the probability map here (file, or folder for a cohort)")
@@ -39,15 +41,25 @@ def _output_name(src: Path, fmt: str | None) -> str:
     return name + "_mask" + (fmt or ".nii.gz")
 
 
-def predict_file(predictor, src: Path, out: Path, prob_out: Path | None, threshold: float | None,
-                 progress=None) -> Path:
-    from ..core.inference.run import mask_from_probs, predict_scan
-    from ..core.io import read_scan, write_mask, write_probabilities
+def _one_scan(src: Path):
+    from ..core.io import read_scan
 
     scans = read_scan(src)
     if len(scans) > 1:
         raise LesionSegError(f"{src} holds {len(scans)} series; give one series folder or file.")
-    scan = scans[0]
+    return scans[0]
+
+
+def predict_file(predictor, src: Path, out: Path, prob_out: Path | None, threshold: float | None,
+                 progress=None, pre: Path | None = None) -> Path:
+    from ..core.inference.run import mask_from_probs, predict_scan
+    from ..core.io import write_mask, write_probabilities
+
+    scan = _one_scan(src)
+    if pre is not None:
+        from ..core.io.dce import subtraction
+
+        scan = subtraction(scan, _one_scan(pre))  # checks the two phases share one grid
     probs = predict_scan(predictor, scan, progress=progress)
     mask = mask_from_probs(probs, predictor.card, threshold)
     write_mask(mask, scan.geometry, out, source_path=src)
@@ -74,9 +86,13 @@ def run(args) -> int:
     predictor = Predictor(card, device=_rank_device(args.device), batch_size=args.batch_size,
                           notice=lambda m: print(f"lesionseg: {m}", file=sys.stderr))
     is_cohort = src.is_dir() and not _is_dicom_series(src)
+    pre = Path(args.pre) if getattr(args, "pre", None) else None
+    if pre is not None and (is_cohort or not pre.exists()):
+        raise LesionSegError("--pre takes one pre-contrast scan for one --input scan (not a cohort folder)."
+                             if is_cohort else f"Pre-contrast scan not found: {pre}")
     if not is_cohort:
         out = predict_file(predictor, src, Path(args.output),
-                           Path(args.probabilities) if args.probabilities else None, args.threshold)
+                           Path(args.probabilities) if args.probabilities else None, args.threshold, pre=pre)
         print(f"wrote {out}")
         return 0
     return _run_cohort(predictor, src, Path(args.output), args)

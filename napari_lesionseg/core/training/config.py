@@ -36,6 +36,11 @@ class TrainConfig:
     batch_size: int = 8
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
+    precision: str = "auto"
+    """auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, bf16, fp16."""
+    ema_decay: float = 0.0
+    """Validate and publish an exponential moving average of the weights (e.g. 0.995; 0 = off): steadier on
+    small data sets, where single-epoch weights swing from one validation to the next."""
     loss: str = "bce_dice"
     """bce_dice (default), dice, jaccard, focal, weighted_ce (U-Net paper's boundary-weighted cross-entropy)."""
     augment: list[str] = field(default_factory=lambda: ["flip", "affine", "intensity"])
@@ -48,7 +53,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     val_every: int = 1
     early_stopping: int = 15
-    """Stop when validation Dice has not improved for this many validations (0: never)."""
+    """Stop when validation Dice has not improved for this many validations (not epochs; 0: never)."""
     seed: int = 0
     num_threads: int | None = None
     device: str = "auto"

@@ -29,6 +29,8 @@ class Case:
     group: str
     label: str = ""
     spacing: tuple[float, ...] | None = None
+    split: str = ""
+    """"train" or "val" when cases.json fixes the split (e.g. a labelled case kept for validation)."""
 
 
 @dataclass
@@ -94,14 +96,23 @@ def load_folder(images: str | Path, masks: str | Path, cases_json: str | Path | 
             raise LesionSegError(f"{p.name}: image {img.shape} and mask {msk.shape} differ in size.")
         m = meta.get(stem, {})
         cases.append(Case(name=stem, image=img, mask=(msk > 0).astype(np.uint8) if msk.max() > 1 and len(np.unique(msk)) == 2 else msk.astype(np.uint8),
-                          group=m.get("group", stem), label=m.get("cls", "")))
+                          group=m.get("group", stem), label=m.get("cls", ""), split=m.get("split", "")))
     if not cases:
         raise LesionSegError(f"No image/mask pairs with matching names in {images} and {masks}.")
     return cases
 
 
 def split_by_group(cases: list[Case], val_fraction: float, seed: int = 0) -> tuple[list[Case], list[Case]]:
-    """Validation by whole groups (never slices of one volume or near-duplicate frames on both sides)."""
+    """Validation by whole groups (never slices of one volume or near-duplicate frames on both sides), or as
+    cases.json's "split" says when it names one (then `val_fraction` applies only to cases without a split)."""
+    if any(c.split in ("train", "val") for c in cases):
+        fixed_val = [c for c in cases if c.split == "val"]
+        free = [c for c in cases if c.split not in ("train", "val")]
+        train_free, val_free = split_by_group(free, val_fraction, seed) if len(free) >= 2 else (free, [])
+        train = [c for c in cases if c.split == "train"] + train_free
+        if not train:
+            raise LesionSegError("cases.json puts every case in validation; mark some \"split\": \"train\".")
+        return train, fixed_val + val_free
     if val_fraction <= 0 or len(cases) < 2:
         return cases, []
 

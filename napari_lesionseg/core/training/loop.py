@@ -132,6 +132,16 @@ def evaluate(net: torch.nn.Module, card: ModelCard, cases: list[Case], device: t
     return out
 
 
+@torch.no_grad()
+def _update_ema(ema_net: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    """ema ← decay·ema + (1 − decay)·weights; integer buffers (BatchNorm's batch counter) are copied."""
+    for e, p in zip(ema_net.state_dict().values(), net.state_dict().values()):
+        if e.dtype.is_floating_point:
+            e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        else:
+            e.copy_(p)
+
+
 def _lr_factor(frac: float, warmup: float = 0.03) -> float:
     if frac < warmup:
         return max(frac / warmup, 0.05)
@@ -192,12 +202,22 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
         base_card = default_registry().get(cfg.base)
         net.load_state_dict(load_state(base_card.weights_path))
     net.to(device)
+    from ..inference.device import training_precision
+
+    amp_dtype = training_precision(device, cfg.precision)
+    if amp_dtype is not None and device.type == "cpu":
+        net.to(memory_format=torch.channels_last)  # oneDNN's bf16 convolutions want NHWC
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 and device.type == "cuda" else None
+    if amp_dtype is not None:
+        emit({"kind": "log", "message": f"mixed precision: {str(amp_dtype).replace('torch.', '')} on {device.type}"})
     model = net
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    ema_net = copy.deepcopy(net) if cfg.ema_decay > 0 else None
+    eval_net = ema_net if ema_net is not None else net
 
     ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else (
         Path(cfg.output_dir) if cfg.output_dir else user_models_dir()) / ".checkpoints" / cfg.name
@@ -208,6 +228,8 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if ema_net is not None:
+            ema_net.load_state_dict(state.get("ema_model") or state["model"])
         start_epoch, step, history = state["epoch"], state["step"], state.get("history", [])
         best_score, stale = state.get("best_score", -1.0), state.get("stale", 0)
         best_state = state.get("best_model")
@@ -256,17 +278,27 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
             y = torch.from_numpy(yb.astype(np.int64))
             x, y = augment_batch(x, y, cfg.augment, gen)
             x, y = x.to(device), y.to(device)
+            if amp_dtype is not None and device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
             frac = step / total_steps
             if cfg.max_minutes:
                 frac = max(frac, (time.monotonic() - t0) / 60 / cfg.max_minutes)
             for g in opt.param_groups:
                 g["lr"] = cfg.learning_rate * _lr_factor(frac)
-            logits = model(x)
-            loss, per_example = compute_loss(cfg.loss, logits, y)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = model(x)
+            loss, per_example = compute_loss(cfg.loss, logits.float(), y)  # the loss in fp32
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             step += 1
+            if ema_net is not None:
+                _update_ema(ema_net, net, min(cfg.ema_decay, (1 + step) / (10 + step)))
             sampler.record_losses(idx, per_example.cpu().numpy())
             losses.append(loss.item())
             emit({"kind": "batch", "epoch": epoch + 1, "epochs": cfg.epochs, "batch": b + 1, "batches": n_batches,
@@ -277,7 +309,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
             break
         validate = val_cases and ((epoch + 1) % cfg.val_every == 0 or was_cancelled or epoch + 1 == cfg.epochs)
         if validate and rank == 0:
-            record.update(evaluate(net, card, val_cases, device, cache=val_cache))
+            record.update(evaluate(eval_net, card, val_cases, device, cache=val_cache))
         record = _from_rank0(record, world)  # every rank takes the same best/stop decisions
         if validate:
             score = record.get("val_dice", float("nan"))
@@ -285,13 +317,13 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
                 score = -record.get("loss", 0.0)
         else:
             score = -record["loss"]
-        improved = score > best_score
-        if improved:
-            best_score, stale = score, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-            best_record = record
-        else:
-            stale += 1
+        if validate or not val_cases:  # epochs between validations neither improve nor count towards a stop
+            if score > best_score:
+                best_score, stale = score, 0
+                best_state = {k: v.detach().cpu().contiguous().clone() for k, v in eval_net.state_dict().items()}
+                best_record = record
+            else:
+                stale += 1
         record["best"] = best_score
         history.append(record)
         emit({"kind": "epoch", **record})
@@ -300,7 +332,8 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
             tmp = ckpt_path.with_suffix(".tmp")
             torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step,
                         "history": history, "best_score": best_score, "stale": stale, "best_model": best_state,
-                        "best_record": best_record}, tmp)
+                        "best_record": best_record,
+                        "ema_model": ema_net.state_dict() if ema_net is not None else None}, tmp)
             os.replace(tmp, ckpt_path)
         if was_cancelled:
             break

@@ -1,0 +1,183 @@
+"""Validation metrics of the shipped models beyond Dice, on the same split their recipes train with.
+
+    .venv/bin/python benchmarks/eval_models.py [--models mammography-mass mri-lesion] [--update-cards]
+    .venv/bin/python benchmarks/eval_models.py --card /tmp/out/ultrasound-lesion.json   # a candidate model
+
+- every model: mean Dice per lesion case at the case's own resolution (as the Segment dock shows it), per class;
+- ultrasound and mammography: share of lesion-free images with any false-positive region;
+- mammography (mini-MIAS circles): lesion sensitivity at 0.25/0.5/1/2 false-positive regions per image (FROC
+  points, a region counts as a hit when it overlaps a MIAS circle) and the false-positive area on normal images;
+- models with no validation split (MRI): Dice on their training cases, named so; on Duke 153 the share of predicted voxels inside the tumour box;
+- ultrasound: Dice when the validation images are changed as another hospital's scanner might change them (gain,
+  contrast curve, lower resolution, stronger speckle). No second-hospital data set is here: this is a stand-in,
+  not a replacement for it.
+
+`--update-cards` writes these numbers into the cards in models/ (atomically), so the README table and
+`lesionseg models` show them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("LESIONSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+from napari_lesionseg.core.inference.engine import Predictor  # noqa: E402
+from napari_lesionseg.core.metrics import dice, sensitivity_at_fp  # noqa: E402
+from napari_lesionseg.core.models.card import ModelCard  # noqa: E402
+from napari_lesionseg.core.models.registry import ModelRegistry, shipped_models_dir  # noqa: E402
+from napari_lesionseg.core.training.config import TrainConfig  # noqa: E402
+from napari_lesionseg.core.training.data import load_folder, split_by_group  # noqa: E402
+from napari_lesionseg.core.training.publish import write_json_atomic  # noqa: E402
+
+MIAS_PIXEL_MM = 0.2  # mini-MIAS: 200 µm pixels (data README)
+
+
+def _recipe_path(card: ModelCard) -> Path:
+    return REPO / (card.recipe or f"models/{card.name}.yaml")
+
+
+def evaluate_model(card: ModelCard) -> dict:
+    cfg = TrainConfig.from_file(_recipe_path(card))
+    cases = load_folder(cfg.images, cfg.masks, cfg.cases_json)
+    train_cases, val = split_by_group(cases, cfg.val_fraction, cfg.seed)
+    pred = Predictor(card, device="cpu")
+    if not val:  # nothing held out (mri-lesion): say how it does on its own training cases, named as such
+        m = {}
+        for c in train_cases:
+            p = pred.predict_volume(c.image) if c.mask.ndim == 3 else pred.predict_image(c.image)
+            m[f"train_case_dice_{c.name}"] = dice(p >= card.threshold, c.mask > 0)
+        if card.modality == "mri":
+            m.update(_duke_box_check(pred, card))
+        return m
+    t = card.threshold
+    dices, by_class, probs_all, truths, fp_any, fp_area, n_neg = [], {}, [], [], 0, [], 0
+    for c in val:
+        is_volume = c.mask.ndim == 3
+        p = pred.predict_volume(c.image) if is_volume else pred.predict_image(c.image)  # binary models: no K axis
+        seg = p >= t
+        if c.mask.any():
+            d = dice(seg, c.mask > 0)
+            dices.append(d)
+            by_class.setdefault(c.label or "all", []).append(d)
+        else:
+            n_neg += 1
+            fp_any += int(seg.any())
+            fp_area.append(seg.mean())
+        if not is_volume:
+            probs_all.append(p)
+            truths.append(c.mask > 0)
+    m = {"val_dice": float(np.mean(dices)), "n_val_lesion": len(dices)}
+    m.update({f"val_dice_{k}": float(np.mean(v)) for k, v in by_class.items() if k != "all"})
+    if n_neg:
+        m["val_fp_rate_lesion_free"] = fp_any / n_neg
+        m["n_val_lesion_free"] = n_neg
+    if card.modality == "mammography":
+        for rate, (sens, thr) in sensitivity_at_fp(probs_all, truths).items():
+            m[f"val_sensitivity_at_{rate:g}_fp_per_image"] = sens
+        m["n_val_images"] = len(probs_all)
+        if fp_area:
+            area_mm2 = [a * 1024 * 1024 * MIAS_PIXEL_MM**2 for a in fp_area]
+            m["val_fp_area_mm2_per_normal_image"] = float(np.mean(area_mm2))
+            m["val_fp_area_fraction_normal"] = float(np.mean(fp_area))
+    if card.modality == "mri":
+        m.update(_duke_box_check(pred, card))
+    if card.modality == "ultrasound":
+        m.update(_scanner_shift(pred, card, [c for c in val if c.mask.any()]))
+    return m
+
+
+def _shifted(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    from skimage.transform import resize
+
+    x = image.astype(np.float32) / 255.0
+    if kind == "darker":  # lower gain and a different log-compression curve
+        x = 0.7 * x**1.4
+    elif kind == "brighter":
+        x = np.clip(1.25 * x**0.7, 0, 1)
+    elif kind == "half_resolution":  # a coarser probe / smaller export, shown at the same size
+        x = resize(resize(x, (x.shape[0] // 2, x.shape[1] // 2), anti_aliasing=True), x.shape, order=1)
+    elif kind == "speckle":  # multiplicative speckle, as a noisier machine gives
+        x = np.clip(x * rng.gamma(8.0, 1 / 8.0, x.shape), 0, 1)
+    return (x * 255).astype(np.uint8)
+
+
+def _scanner_shift(pred: Predictor, card: ModelCard, lesion_cases) -> dict:
+    rng = np.random.default_rng(0)
+    out = {}
+    for kind in ("darker", "brighter", "half_resolution", "speckle"):
+        d = [dice(pred.predict_image(_shifted(c.image, kind, rng)) >= card.threshold, c.mask > 0)
+             for c in lesion_cases]
+        out[f"val_dice_{kind}"] = float(np.mean(d))
+    return out
+
+
+def _duke_box_check(pred: Predictor, card: ModelCard) -> dict:
+    """Where the model puts lesion on the whole Duke 153 subtraction volume (its training case: a sanity check of
+    false positives outside the tumour box, not a validation)."""
+    import nibabel as nib
+
+    duke = DATA / "mri" / "duke_153"
+    if not (duke / "post1.nii.gz").exists():
+        return {}
+    post = nib.load(str(duke / "post1.nii.gz"))
+    sub = (np.asarray(post.dataobj, np.float32) - np.asarray(nib.load(str(duke / "pre.nii.gz")).dataobj,
+                                                               np.float32)).transpose(2, 1, 0)
+    seg = pred.predict_volume(sub) >= card.threshold
+    box = np.zeros(seg.shape, bool)
+    box[60:78, 46:82, 89:124] = True
+    vox_ml = float(np.prod(post.header.get_zooms()[:3])) / 1000
+    return {"duke153_share_inside_box": float((seg & box).sum() / max(seg.sum(), 1)),
+            "duke153_ml_outside_box": float((seg & ~box).sum() * vox_ml),
+            "duke153_ml_inside_box": float((seg & box).sum() * vox_ml)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", help="shipped model names (default: all with data here)")
+    ap.add_argument("--card", help="evaluate this model card (JSON) instead, e.g. a candidate from `lesionseg train`")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--update-cards", action="store_true", help="write the metrics into the cards in models/")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.card:
+        cards = [ModelCard.read(args.card)]
+    else:
+        cards = [c for c in ModelRegistry([shipped_models_dir()]).cards()
+                 if not args.models or c.name in args.models]
+    for card in cards:
+        try:
+            TrainConfig.from_file(_recipe_path(card))
+        except Exception as e:  # no recipe (a user's model) or its data is not here
+            print(f"{card.name}: skipped ({e})")
+            continue
+        t0 = time.time()
+        try:
+            metrics = evaluate_model(card)
+        except Exception as e:
+            print(f"{card.name}: skipped ({e})")
+            continue
+        print(f"{card.name} ({time.time() - t0:.0f} s)")
+        for k, v in metrics.items():
+            print(f"  {k:40s} {v:.4g}" if isinstance(v, float) else f"  {k:40s} {v}")
+        if args.update_cards and not args.card:
+            path = shipped_models_dir() / f"{card.name}.json"
+            import json
+
+            data = json.loads(path.read_text())
+            data.setdefault("metrics", {}).update(metrics)
+            write_json_atomic(path, data)
+            os.chmod(path, 0o644)
+            print(f"  → {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
