@@ -145,6 +145,11 @@ def test_segment_current_slice_then_whole_volume(make_napari_viewer, qtbot, mri_
     assert len(dock.result.done_slices) == vol.shape[0]
     assert dice(labels.data > 0, truth) > 0.6
     np.testing.assert_allclose(labels.scale, (3.0, 1.0, 1.0))
+    viewer.add_points([[z * 3.0, 10, 10]], name="a click")  # more layers: the chosen scope stays
+    assert dock.scope_combo.currentText() == "Whole volume"
+    viewer.add_image(vol[0], name="a 2D image")
+    dock.image_combo.setCurrentText("a 2D image")  # another image: its own default scope
+    assert dock.scope_combo.currentText() == "Whole image / slide"
 
 
 def test_cancel_mid_volume_leaves_viewer_usable(make_napari_viewer, qtbot, mri_model):

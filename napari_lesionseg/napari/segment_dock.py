@@ -246,7 +246,8 @@ class SegmentDock(QWidget):
         self.reference_combo.addItems(refs)
         if ref in refs:
             self.reference_combo.setCurrentText(ref)
-        self._default_scope()
+        if self.image_combo.currentText() != current:  # a new image gets its default scope; the user's choice
+            self._default_scope()                       # survives the layers Segment itself adds
 
     def refresh_models(self, select: str | None = None) -> None:
         current = select or self.model_combo.currentText()
