@@ -4,8 +4,10 @@ data, in one run side by side (target: within 10%).
 Both train the same U-Net on the same 128 × 128 BUSI-like inputs (real BUSI images when ../shared/data has them,
 synthetic blobs otherwise), batch 8, AdamW, BCE + Dice, flips, one thread. The plain loop is the textbook
 minimum: shuffled tensors, forward, loss, backward, step. Our loop adds balanced sampling, augmentation, progress
-events and the cancel check. Validation is off for both (it is not throughput). Runs alternate A/B/A/B so a
-neighbour's CPU load hits both alike; the table gives the median of the repeats.
+events and the cancel check. Validation is off for both (it is not throughput). Both run in fp32 for the
+like-for-like ratio; a third arm runs `train()` with `precision: auto` (bf16 autocast + channels-last on CPUs with
+native bf16) to show what mixed precision buys. Runs alternate A/B/C so a neighbour's CPU load hits all alike; the
+table gives the median of the repeats.
 
     .venv/bin/python benchmarks/bench_training_throughput.py [--repeats 3] [--batches 30] [--threads 1]
 """
@@ -70,7 +72,7 @@ def main() -> int:
     cfg_kw = dict(name="bench", modality="ultrasound", encoder="tu-resnet10t", decoder_channels=[64, 32, 16, 8, 8],
                   fit="resize", patch_size=[args.size, args.size], preprocessing=["clahe"], batch_size=args.batch_size,
                   epochs=1, augment=["flip"], val_fraction=0.0, early_stopping=0, num_threads=args.threads,
-                  output_dir=str(tmp / "models"))
+                  output_dir=str(tmp / "models"), precision="fp32")
 
     # Plain PyTorch: the same prepared inputs as our loop gets (CLAHE, normalisation, resize done up front).
     card = card_for(TrainConfig(**cfg_kw))
@@ -99,7 +101,7 @@ def main() -> int:
             times.append(time.perf_counter())
         return args.batch_size / ((times[-1] - times[0]) / (len(times) - 1))  # measured as for train() below
 
-    def ours() -> float:
+    def ours(precision: str = "fp32") -> float:
         times = []
 
         def progress(ev):
@@ -107,7 +109,7 @@ def main() -> int:
                 times.append(time.perf_counter())
 
         k = len(list(tmp.glob("run*")))
-        cfg = TrainConfig(**{**cfg_kw, "checkpoint_dir": str(tmp / f"run{k}")})
+        cfg = TrainConfig(**{**cfg_kw, "checkpoint_dir": str(tmp / f"run{k}"), "precision": precision})
         train(cfg, progress=progress, cancelled=lambda: False, cases=cases, resume=False, publish=False)
         # Mean batch time from the first batch's end to the last's: leaves out data preparation (done once per
         # run, outside the plain loop's timer too) and the end-of-epoch checkpoint.
@@ -117,18 +119,21 @@ def main() -> int:
     print(f"{source} images, {args.size} px, batch {args.batch_size}, {args.batches} batches per run, "
           f"{args.threads} thread(s), ResNet-10-T U-Net", flush=True)
     plain()  # warm-up (allocator, kernels)
-    a, b = [], []
+    a, b, c = [], [], []
     for r in range(args.repeats):
         a.append(plain())
         b.append(ours())
-        print(f"  repeat {r + 1}: plain {a[-1]:.2f} img/s, train() {b[-1]:.2f} img/s", flush=True)
-    pa, pb = float(np.median(a)), float(np.median(b))
+        c.append(ours("auto"))
+        print(f"  repeat {r + 1}: plain {a[-1]:.2f} img/s, train() {b[-1]:.2f} img/s, "
+              f"train() precision auto {c[-1]:.2f} img/s", flush=True)
+    pa, pb, pc = float(np.median(a)), float(np.median(b)), float(np.median(c))
     print()
     print("| loop | images/s (median) |")
     print("|---|---|")
     print(f"| plain PyTorch | {pa:.2f} |")
     print(f"| lesionseg train() | {pb:.2f} |")
     print(f"| ratio | {pb / pa:.2f} |")
+    print(f"| lesionseg train(), precision auto | {pc:.2f} ({pc / pb:.2f}x fp32 train()) |")
     ok = pb >= 0.9 * pa
     print("within 10% of plain PyTorch" if ok else "MORE than 10% slower than plain PyTorch")
     return 0 if ok else 1

@@ -30,6 +30,9 @@ from napari_lesionseg.core.annotations.frame import longest_diameter, short_axis
 from napari_lesionseg.core.annotations.lines import Line, ellipse_prior, lines_to_labels  # noqa: E402
 from napari_lesionseg.core.metrics import dice  # noqa: E402
 
+sys.path.insert(0, str(REPO / "scripts"))
+from make_mri_pseudolabels import DUKE_BOX_ZYX  # noqa: E402  (the dataset's tumour box, in one place)
+
 
 def fold_of(group: str, folds: int = 2) -> int:
     return int(hashlib.md5(group.encode()).hexdigest(), 16) % folds
@@ -142,7 +145,7 @@ def eval_3d(args) -> None:
         sub = post - pre
         m, z, p0, p1, dt = duke_line_mask(sub, sp, args.method3d)
         box = np.zeros(sub.shape, bool)
-        box[60:78, 46:82, 89:124] = True  # NIfTI x 89–123, y 46–81, z 60–77 → napari (z, y, x)
+        box[DUKE_BOX_ZYX] = True
         inside = (m & box).sum() / max(m.sum(), 1)
         vol_ml = m.sum() * np.prod(sp) / 1000
         zs = np.flatnonzero(m.any((1, 2)))
@@ -153,7 +156,6 @@ def eval_3d(args) -> None:
 
 def duke_line_mask(sub, sp, method="auto"):
     """The Duke line as a reader would draw it (scripts/make_mri_pseudolabels.py says how) and its 3D mask."""
-    sys.path.insert(0, str(REPO / "scripts"))
     from make_mri_pseudolabels import duke_line
 
     z, p0, p1 = duke_line(sub, sp)

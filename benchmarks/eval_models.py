@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
 DATA = Path(os.environ.get("LESIONSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 from napari_lesionseg.core.inference.engine import Predictor  # noqa: E402
@@ -132,8 +134,10 @@ def _duke_box_check(pred: Predictor, card: ModelCard) -> dict:
     sub = (np.asarray(post.dataobj, np.float32) - np.asarray(nib.load(str(duke / "pre.nii.gz")).dataobj,
                                                                np.float32)).transpose(2, 1, 0)
     seg = pred.predict_volume(sub) >= card.threshold
+    from make_mri_pseudolabels import DUKE_BOX_ZYX
+
     box = np.zeros(seg.shape, bool)
-    box[60:78, 46:82, 89:124] = True
+    box[DUKE_BOX_ZYX] = True
     vox_ml = float(np.prod(post.header.get_zooms()[:3])) / 1000
     return {"duke153_share_inside_box": float((seg & box).sum() / max(seg.sum(), 1)),
             "duke153_ml_outside_box": float((seg & ~box).sum() * vox_ml),
@@ -170,8 +174,6 @@ def main() -> None:
             print(f"  {k:40s} {v:.4g}" if isinstance(v, float) else f"  {k:40s} {v}")
         if args.update_cards and not args.card:
             path = shipped_models_dir() / f"{card.name}.json"
-            import json
-
             data = json.loads(path.read_text())
             data.setdefault("metrics", {}).update(metrics)
             write_json_atomic(path, data)

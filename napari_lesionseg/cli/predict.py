@@ -86,10 +86,11 @@ def run(args) -> int:
     predictor = Predictor(card, device=_rank_device(args.device), batch_size=args.batch_size,
                           notice=lambda m: print(f"lesionseg: {m}", file=sys.stderr))
     is_cohort = src.is_dir() and not _is_dicom_series(src)
-    pre = Path(args.pre) if getattr(args, "pre", None) else None
-    if pre is not None and (is_cohort or not pre.exists()):
-        raise LesionSegError("--pre takes one pre-contrast scan for one --input scan (not a cohort folder)."
-                             if is_cohort else f"Pre-contrast scan not found: {pre}")
+    pre = Path(args.pre) if args.pre else None
+    if pre is not None and is_cohort:
+        raise LesionSegError("--pre takes one pre-contrast scan for one --input scan, not a cohort folder.")
+    if pre is not None and not pre.exists():
+        raise LesionSegError(f"Pre-contrast scan not found: {pre}")
     if not is_cohort:
         out = predict_file(predictor, src, Path(args.output),
                            Path(args.probabilities) if args.probabilities else None, args.threshold, pre=pre)

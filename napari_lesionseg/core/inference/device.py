@@ -54,7 +54,7 @@ def is_oom(err: BaseException) -> bool:
 
 def training_precision(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype for training, or None for plain fp32. "auto": fp16 on CUDA (with a gradient scaler),
-    bf16 on a CPU with native bf16 (AVX-512 BF16/AMX: 2.6x faster steps than fp32 with channels-last, measured in
+    bf16 on a CPU with native bf16 (AVX-512 BF16/AMX: with channels-last, 2.4x the images/s of fp32 at 224 px,
     benchmarks/bench_training_throughput.py), fp32 elsewhere (MPS, older CPUs)."""
     if precision == "fp32":
         return None
