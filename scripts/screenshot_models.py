@@ -1,6 +1,6 @@
 """Screenshots of each shipped model run from the Segment dock on a real image of its modality (for the README).
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot_models.py [--out docs/images]
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot_models.py [--out docs/images] [--models NAME ...]
 
 Images the models did not train on where the data allow it: BUSI malignant_051 and mini-MIAS mdb032 (validation
 splits, from ../shared/data), the MoNuSeg tile TCGA-A7-A13E (held out). The MRI model has only one DCE case, so
@@ -45,10 +45,13 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "images")
+    ap.add_argument("--models", nargs="*", help="only these models (default: all four)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     get_settings().application.gui_notification_level = "error"
     for fname, model, scope, source, layer_part, z in SHOTS:
+        if args.models and model not in args.models:
+            continue
         if isinstance(source, Path) and not source.exists():
             print(f"{fname}: {source} not found, skipped")
             continue

@@ -379,3 +379,28 @@ def test_slide_tissue_is_found_on_an_overview_level_without_reading_the_full_lev
     reference = predict_tiled(Predictor(card, device="cpu", batch_size=1, net=_fcn(3, 1)), full)[0]
     np.testing.assert_allclose(probs[:128, :160], reference[:128, :160], atol=1e-5)
     assert (probs[300:, 300:] == 0).all()
+
+
+# -- test-time flips ----------------------------------------------------------------------------------------
+
+def test_test_time_flips_average_the_flipped_predictions():
+    """A card with tta ["hflip"] gives the mean of the plain and the mirrored-back prediction, for every scope."""
+    card = _card("gray", fit="resize", patch=(32, 32))
+    card.normalisation = {"kind": "range", "max": 255.0}
+    net = _fcn(1, 1, seed=3)
+    img = np.random.default_rng(1).integers(0, 255, (40, 48)).astype(np.uint8)
+    plain = Predictor(card, device="cpu", net=net).predict_image(img)
+    mirrored = Predictor(card, device="cpu", net=net).predict_image(img[:, ::-1].copy())[:, ::-1]
+    card.tta = ["hflip"]
+    p = Predictor(card, device="cpu", net=net)
+    both = p.predict_image(img)
+    assert not np.allclose(plain, mirrored, atol=1e-3)  # the net is not symmetric, so the flip matters
+    np.testing.assert_allclose(both, (plain + mirrored) / 2, atol=1e-5)
+    assert p.calls == 1  # one batch (two passes inside it)
+
+
+def test_unknown_test_time_augmentation_is_a_clear_error():
+    card = _card("gray", fit="resize", patch=(32, 32))
+    card.tta = ["rotate17"]
+    with pytest.raises(LesionSegError, match="Unknown test-time augmentation"):
+        Predictor(card, device="cpu", net=_fcn(1, 1)).predict_image(np.zeros((32, 32), np.uint8))

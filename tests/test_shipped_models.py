@@ -22,6 +22,10 @@ def test_shipped_models_are_listed_with_honest_cards(capsys):
         assert c.training_data and c.licence and c.date and (c.recipe or "").startswith("models/")
         # a validation Dice, or (MRI: two cases only) a card that says plainly there is no validation
         assert "val_dice" in c.metrics or "no independent validation" in c.notes.lower()
+        if c.pretrained_encoder:  # a known source, and the card says where its starting weights came from
+            from napari_lesionseg.core.models.pretrained import SOURCES
+
+            assert c.pretrained_encoder in SOURCES and "ImageNet" in c.training_data
     assert main(["models"]) == 0
     assert "ultrasound-lesion" in capsys.readouterr().out
     assert "starting point for fine-tuning" in cards["mri-lesion"].notes.lower()

@@ -199,3 +199,25 @@ def test_bf16_training_learns_as_well_as_fp32(tmp_path):
         cfg = _cfg(tmp_path / prec, epochs=6, precision=prec, val_fraction=0.25)
         scores[prec] = train(cfg, cases=cases, publish=False).best_score
     assert scores["bf16"] > 0.5 and abs(scores["bf16"] - scores["fp32"]) < 0.15, scores
+
+
+def test_an_encoder_at_zero_learning_rate_share_keeps_its_weights(tmp_path):
+    """`encoder_lr_scale` slows the (pretrained) encoder only: at 0 it keeps its starting weights, the decoder learns."""
+    from napari_lesionseg.core.models.build import build_network, load_state
+    from napari_lesionseg.core.training.loop import card_for
+
+    rng = np.random.default_rng(0)
+    cases = [Case(f"c{i}", *blob_image(rng, shape=(48, 48)), group=f"g{i}") for i in range(8)]
+    cfg = TrainConfig(name="frozen-enc", modality="ultrasound", encoder="resnet18", decoder_channels=[16, 8, 8, 4, 4],
+                      patch_size=[48, 48], epochs=2, batch_size=4, val_fraction=0.0, encoder_lr_scale=0.0,
+                      weight_decay=0.01, output_dir=str(tmp_path), checkpoint_dir=str(tmp_path / "ck"),
+                      num_threads=1, precision="fp32")
+    torch.manual_seed(cfg.seed)
+    start = build_network(card_for(cfg)).state_dict()
+    card = train(cfg, cases=cases, resume=False).card
+    end = load_state(card.weights_path)
+    enc = [k for k in start if k.startswith("encoder.") and k.endswith("conv1.weight")]
+    dec = [k for k in start if k.startswith("decoder.") and k.endswith("weight")]
+    assert enc and dec
+    assert all(torch.allclose(start[k], end[k], atol=1e-3) for k in enc)  # fp16 on disk
+    assert any(not torch.allclose(start[k], end[k], atol=1e-3) for k in dec)

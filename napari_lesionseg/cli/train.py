@@ -6,6 +6,7 @@ import json
 import sys
 
 from ..core.training.config import TrainConfig
+from ..core.training.losses import LOSSES
 
 
 def add_parser(sub) -> None:
@@ -23,7 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-minutes", type=float, help="stop after this much training time")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", type=float)
-    p.add_argument("--loss", choices=["bce_dice", "dice", "jaccard", "focal", "weighted_ce"])
+    p.add_argument("--loss", choices=list(LOSSES))
     p.add_argument("--positive-fraction", type=float, help="share of lesion patches/images per batch")
     p.add_argument("--hard-negative-mining", action="store_true", default=None)
     p.add_argument("--val-fraction", type=float)

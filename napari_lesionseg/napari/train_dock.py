@@ -45,7 +45,8 @@ from ..core.training.losses import LOSSES
 
 SCRATCH = "(train from scratch)"
 AUGMENTATIONS = (("flip", "flips"), ("rot90", "90° turns"), ("affine", "rotate/scale"), ("intensity", "intensity"),
-                 ("stain", "stain jitter (H&&E)"))
+                 ("stain", "stain jitter (H&&E)"), ("speckle", "speckle (other scanner)"),
+                 ("resolution", "resolution (other scanner)"))
 # What a from-scratch model of each modality looks like (fine-tuning keeps the base model's own settings).
 SCRATCH_DEFAULTS = {
     "ultrasound": dict(input_kind="gray", fit="resize", preprocessing=["clahe"]),
@@ -194,8 +195,9 @@ class FineTuneDock(QWidget):
         self.patch_size.setValue(256)
         self.loss_combo = QComboBox()
         self.loss_combo.addItems(LOSSES)
-        self.loss_combo.setToolTip("bce_dice: BCE + Dice (default); weighted_ce: the U-Net paper's boundary-weighted "
-                                   "cross-entropy")
+        self.loss_combo.setToolTip("bce_dice: BCE + Dice (default); bce_image_dice: BCE + Dice per lesion image "
+                                   "(small lesions count as much as large ones); weighted_ce: the U-Net paper's "
+                                   "boundary-weighted cross-entropy")
         self.aug_checks = {}
         arow = QGridLayout()
         for i, (key, label) in enumerate(AUGMENTATIONS):

@@ -102,6 +102,9 @@ class Predictor:
         x = self._place(x)
         with autocast(self.device):
             y = self._activate(self.net(x))
+            for dims in _tta_dims(self.card.tta):  # test-time flips, averaged (the card says which)
+                y += self._activate(self.net(x.flip(dims))).flip(dims)
+            y /= 1 + len(self.card.tta)
         return y[..., :h, :w].cpu().numpy()
 
     # -- 2D images ---------------------------------------------------------------------------------------
@@ -212,6 +215,16 @@ class Predictor:
         if self.card.multiclass:
             probs = np.moveaxis(probs, 0, 1)  # (K, n, H, W)
         return np.moveaxis(probs, lead, lead + axis)
+
+
+TTA_FLIPS = {"hflip": (-1,), "vflip": (-2,)}
+
+
+def _tta_dims(names) -> list[tuple[int, ...]]:
+    unknown = [n for n in names if n not in TTA_FLIPS]
+    if unknown:
+        raise LesionSegError(f"Unknown test-time augmentation {', '.join(unknown)}; known: {', '.join(TTA_FLIPS)}.")
+    return [TTA_FLIPS[n] for n in names]
 
 
 def _zoom_image(image: np.ndarray, zoom: tuple[float, float]) -> np.ndarray:

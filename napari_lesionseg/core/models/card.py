@@ -41,9 +41,13 @@ class ModelCard:
     fit: str = "resize"
     """'resize': the whole image is resized to patch_size (ultrasound, mammography); 'tile': sliding window."""
     threshold: float = 0.5
+    tta: list[str] = field(default_factory=list)
+    """Test-time flips averaged with the plain prediction, e.g. ["hflip"] (costs one forward pass each)."""
     training_data: str = ""
     metrics: dict = field(default_factory=dict)
     parent: str | None = None
+    pretrained_encoder: str | None = None
+    """Where the encoder's starting weights came from (`core/models/pretrained.py`); None: trained from scratch."""
     licence: str = ""
     intended_use: str = "Research use only, not for diagnosis."
     recipe: str = ""

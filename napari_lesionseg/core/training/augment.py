@@ -1,4 +1,5 @@
-"""Batch augmentation on tensors (cheap on CPU): flips, 90° turns, rotation/scale/shift, intensity, stain jitter."""
+"""Batch augmentation on tensors (cheap on CPU): flips, 90° turns, rotation/scale/shift, intensity, stain jitter,
+and the changes another scanner brings (speckle, resolution)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, kinds: list[str], gen: torch
         theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-        y = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="zeros",
+        # The mask is padded like the image: a lesion reflected into the border is lesion in both.
+        y = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="reflection",
                           align_corners=False)[:, 0].long()
     if "intensity" in kinds:
         x01 = ((x + 1) / 2).clamp(0, 1)
@@ -42,6 +44,23 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, kinds: list[str], gen: torch
         x01 = (x01 - 0.5) * contrast + 0.5 + bright
         x01 = x01 + torch.randn(x.shape, generator=gen) * 0.02 * torch.rand(n, 1, 1, 1, generator=gen)
         x = x01 * 2 - 1
+    if "resolution" in kinds:
+        # A coarser probe or a smaller export: down-sample by up to 2x and back, on half the images.
+        f = torch.rand(n, generator=gen) < 0.5
+        if f.any():
+            h, w = x.shape[-2:]
+            k = float(1 + torch.rand(1, generator=gen))
+            small = F.interpolate(x[f], size=(max(8, int(h / k)), max(8, int(w / k))), mode="bilinear",
+                                  align_corners=False, antialias=True)
+            x[f] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    if "speckle" in kinds:
+        # Multiplicative speckle of random strength (gamma-distributed, mean 1), on half the images.
+        f = (torch.rand(n, 1, 1, 1, generator=gen) < 0.5).float()
+        looks = 4 + 28 * torch.rand(n, 1, 1, 1, generator=gen)
+        g = torch._standard_gamma(looks.expand_as(x).contiguous(), generator=gen) / looks
+        x01 = ((x + 1) / 2).clamp(0, 1)
+        x01 = x01 * (1 + f * (g - 1))
+        x = x01.clamp(0, 1) * 2 - 1
     if "stain" in kinds and x.shape[1] == 3:
         # H&E staining varies between labs: jitter each colour channel's scale and offset a little.
         s = 1 + (torch.rand(n, 3, 1, 1, generator=gen) * 2 - 1) * 0.08

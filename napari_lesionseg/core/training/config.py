@@ -22,6 +22,9 @@ class TrainConfig:
     """Model to fine-tune (name or card path); None trains from scratch with the architecture below."""
     architecture: str = "Unet"
     encoder: str = "tu-resnet10t"
+    encoder_init: str | None = None
+    """Start the encoder from pretrained weights that an installed package carries (`core/models/pretrained.py`,
+    e.g. "efficientnet-lite0-imagenet"); None: from scratch. Ignored when fine-tuning a `base` model."""
     decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 16, 8])
     input_kind: str = "gray"
     classes: list[str] = field(default_factory=lambda: ["lesion"])
@@ -36,15 +39,20 @@ class TrainConfig:
     batch_size: int = 8
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
+    encoder_lr_scale: float = 1.0
+    """The encoder's learning rate as a share of `learning_rate` (e.g. 0.3 for a pretrained encoder: its
+    ImageNet features change more slowly than the new decoder learns, which curbs overfitting on small data)."""
     precision: str = "auto"
     """auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, bf16, fp16."""
     ema_decay: float = 0.0
     """Validate and publish an exponential moving average of the weights (e.g. 0.995; 0 = off): steadier on
     small data sets, where single-epoch weights swing from one validation to the next."""
     loss: str = "bce_dice"
-    """bce_dice (default), dice, jaccard, focal, weighted_ce (U-Net paper's boundary-weighted cross-entropy)."""
+    """bce_dice (default; Dice over the batch), bce_image_dice (Dice per lesion image, as the metric averages it),
+    dice, jaccard, focal, weighted_ce (U-Net paper's boundary-weighted cross-entropy)."""
     augment: list[str] = field(default_factory=lambda: ["flip", "affine", "intensity"])
-    """flip, rot90, affine (rotation/scale/shift), intensity (gamma, contrast, noise), stain (H&E jitter)."""
+    """flip, rot90, affine (rotation/scale/shift), intensity (gamma, contrast, noise), stain (H&E jitter),
+    speckle (multiplicative noise), resolution (blur by down- and up-sampling): the last two mimic other scanners."""
     samples_per_epoch: int | None = None
     """Patches per epoch; default one per training image (set it for a few large images, e.g. histology tiles)."""
     positive_fraction: float = 0.6
@@ -58,6 +66,8 @@ class TrainConfig:
     num_threads: int | None = None
     device: str = "auto"
     threshold: float = 0.5
+    tta: list[str] = field(default_factory=list)
+    """Test-time flips the published model averages over (["hflip"]); validation uses them too."""
     training_data: str = ""
     licence: str = ""
     notes: str = ""

@@ -86,6 +86,7 @@ def card_for(cfg: TrainConfig) -> ModelCard:
         classes=[ClassInfo(c, PALETTE[i % len(PALETTE)]) for i, c in enumerate(cfg.classes)],
         normalisation=dict(cfg.normalisation), preprocessing=list(cfg.preprocessing),
         patch_size=list(cfg.patch_size), spacing_mm=cfg.spacing_mm, fit=cfg.fit, threshold=cfg.threshold,
+        pretrained_encoder=cfg.encoder_init, tta=list(cfg.tta),
     )
 
 
@@ -140,6 +141,16 @@ def _update_ema(ema_net: torch.nn.Module, net: torch.nn.Module, decay: float) ->
             e.mul_(decay).add_(p.detach(), alpha=1 - decay)
         else:
             e.copy_(p)
+
+
+def _param_groups(net: torch.nn.Module, encoder_scale: float) -> list[dict]:
+    """The encoder's parameters in a group of their own when they learn at another rate."""
+    encoder = getattr(net, "encoder", None)
+    if encoder is None or encoder_scale == 1.0:
+        return [{"params": list(net.parameters()), "lr_scale": 1.0}]
+    own = {id(p) for p in encoder.parameters()}
+    return [{"params": list(encoder.parameters()), "lr_scale": float(encoder_scale)},
+            {"params": [p for p in net.parameters() if id(p) not in own], "lr_scale": 1.0}]
 
 
 def _lr_factor(frac: float, warmup: float = 0.03) -> float:
@@ -201,6 +212,11 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
     if cfg.base:
         base_card = default_registry().get(cfg.base)
         net.load_state_dict(load_state(base_card.weights_path))
+    elif cfg.encoder_init:
+        from ..models.pretrained import load_pretrained_encoder
+
+        n = load_pretrained_encoder(net, cfg.encoder_init, card.encoder)
+        emit({"kind": "log", "message": f"encoder starts from {cfg.encoder_init} ({n} tensors)"})
     net.to(device)
     from ..inference.device import training_precision
 
@@ -215,7 +231,8 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(_param_groups(net, cfg.encoder_lr_scale), lr=cfg.learning_rate,
+                            weight_decay=cfg.weight_decay)
     ema_net = copy.deepcopy(net) if cfg.ema_decay > 0 else None
     eval_net = ema_net if ema_net is not None else net
 
@@ -284,7 +301,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
             if cfg.max_minutes:
                 frac = max(frac, (time.monotonic() - t0) / 60 / cfg.max_minutes)
             for g in opt.param_groups:
-                g["lr"] = cfg.learning_rate * _lr_factor(frac)
+                g["lr"] = cfg.learning_rate * g.get("lr_scale", 1.0) * _lr_factor(frac)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 logits = model(x)
             loss, per_example = compute_loss(cfg.loss, logits.float(), y)  # the loss in fp32

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ..errors import LesionSegError
 
-LOSSES = ("bce_dice", "dice", "jaccard", "focal", "weighted_ce")
+LOSSES = ("bce_dice", "bce_image_dice", "dice", "jaccard", "focal", "weighted_ce")
 
 
 def _probs_and_onehot(logits: torch.Tensor, y: torch.Tensor):
@@ -28,6 +28,20 @@ def soft_dice(logits, y, eps: float = 1.0, jaccard: bool = False) -> torch.Tenso
     if jaccard:
         return (1 - (inter + eps) / (total - inter + eps)).mean()
     return (1 - (2 * inter + eps) / (total + eps)).mean()
+
+
+def image_dice(logits, y, eps: float = 1.0) -> torch.Tensor:
+    """Soft Dice per image, averaged over the images that hold lesion: the score users read is a mean of
+    per-image Dice, in which a small lesion counts as much as a large one (batch-level Dice lets large lesions
+    dominate). Lesion-free images add nothing here; the cross-entropy term teaches them."""
+    p, t = _probs_and_onehot(logits, y)
+    inter = (p * t).sum(dim=(2, 3))
+    total = p.sum(dim=(2, 3)) + t.sum(dim=(2, 3))
+    has = t.sum(dim=(2, 3)) > 0
+    if not bool(has.any()):
+        return logits.sum() * 0.0
+    d = 1 - (2 * inter + eps) / (total + eps)
+    return d[has].mean()
 
 
 def cross_entropy(logits, y, weight_map=None) -> torch.Tensor:
@@ -76,6 +90,9 @@ def compute_loss(name: str, logits: torch.Tensor, y: torch.Tensor) -> tuple[torc
     if name == "bce_dice":
         per = cross_entropy(logits, y)
         return per.mean() + soft_dice(logits, y), per.detach()
+    if name == "bce_image_dice":
+        per = cross_entropy(logits, y)
+        return per.mean() + image_dice(logits, y), per.detach()
     if name == "dice":
         l = soft_dice(logits, y)
         return l, cross_entropy(logits, y).detach()
