@@ -82,12 +82,11 @@ def test_a_missing_weights_package_says_what_to_install(monkeypatch):
 
 
 def test_a_training_run_from_pretrained_weights_names_them_on_its_card(tmp_path, weights_package):
+    from napari_lesionseg.core.training.data import Case
     from napari_lesionseg.core.training.loop import train
     from tiny_models import blob_image
 
     rng = np.random.default_rng(0)
-    from napari_lesionseg.core.training.data import Case
-
     cases = [Case(f"c{i}", *blob_image(rng, shape=(64, 64)), group=f"g{i}") for i in range(6)]
     cfg = TrainConfig(name="pre", modality="ultrasound", encoder=ENCODER, encoder_init=SOURCE, epochs=1,
                       batch_size=4, patch_size=[64, 64], val_fraction=0.0, output_dir=str(tmp_path),

@@ -37,6 +37,7 @@ class Predictor:
         self.device = resolve_device(device) if not isinstance(device, torch.device) else device
         self.batch_size = max(1, int(batch_size))
         self.notice = notice or (lambda msg: None)
+        self._flips = _tta_dims(card.tta)
         if net is None:
             net = load_model(card, self.device).net
         self.net = net.to(self.device).eval()
@@ -102,9 +103,9 @@ class Predictor:
         x = self._place(x)
         with autocast(self.device):
             y = self._activate(self.net(x))
-            for dims in _tta_dims(self.card.tta):  # test-time flips, averaged (the card says which)
+            for dims in self._flips:  # test-time flips, averaged (the card says which)
                 y += self._activate(self.net(x.flip(dims))).flip(dims)
-            y /= 1 + len(self.card.tta)
+            y /= 1 + len(self._flips)
         return y[..., :h, :w].cpu().numpy()
 
     # -- 2D images ---------------------------------------------------------------------------------------

@@ -20,28 +20,23 @@ def _probs_and_onehot(logits: torch.Tensor, y: torch.Tensor):
     return p[:, 1:], oh[:, 1:]
 
 
-def soft_dice(logits, y, eps: float = 1.0, jaccard: bool = False) -> torch.Tensor:
-    """Soft Dice over the batch (batch-level sums keep lesion-free images from dominating)."""
+def soft_dice(logits, y, eps: float = 1.0, jaccard: bool = False, per_image: bool = False) -> torch.Tensor:
+    """Soft Dice over the batch (batch-level sums keep lesion-free images from dominating), or with `per_image`
+    Dice per image averaged over the images that hold lesion: the score users read is a mean of per-image Dice,
+    in which a small lesion counts as much as a large one. Lesion-free images then add nothing here; the
+    cross-entropy term teaches them."""
     p, t = _probs_and_onehot(logits, y)
-    inter = (p * t).sum(dim=(0, 2, 3))
-    total = p.sum(dim=(0, 2, 3)) + t.sum(dim=(0, 2, 3))
+    dims = (2, 3) if per_image else (0, 2, 3)
+    inter = (p * t).sum(dim=dims)
+    total = p.sum(dim=dims) + t.sum(dim=dims)
     if jaccard:
-        return (1 - (inter + eps) / (total - inter + eps)).mean()
-    return (1 - (2 * inter + eps) / (total + eps)).mean()
-
-
-def image_dice(logits, y, eps: float = 1.0) -> torch.Tensor:
-    """Soft Dice per image, averaged over the images that hold lesion: the score users read is a mean of
-    per-image Dice, in which a small lesion counts as much as a large one (batch-level Dice lets large lesions
-    dominate). Lesion-free images add nothing here; the cross-entropy term teaches them."""
-    p, t = _probs_and_onehot(logits, y)
-    inter = (p * t).sum(dim=(2, 3))
-    total = p.sum(dim=(2, 3)) + t.sum(dim=(2, 3))
-    has = t.sum(dim=(2, 3)) > 0
-    if not bool(has.any()):
-        return logits.sum() * 0.0
-    d = 1 - (2 * inter + eps) / (total + eps)
-    return d[has].mean()
+        loss = 1 - (inter + eps) / (total - inter + eps)
+    else:
+        loss = 1 - (2 * inter + eps) / (total + eps)
+    if not per_image:
+        return loss.mean()
+    has = t.sum(dim=dims) > 0
+    return loss[has].mean() if bool(has.any()) else logits.sum() * 0.0
 
 
 def cross_entropy(logits, y, weight_map=None) -> torch.Tensor:
@@ -87,12 +82,9 @@ def unet_weight_map(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> n
 
 def compute_loss(name: str, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean loss and a per-example loss (used for hard-negative mining)."""
-    if name == "bce_dice":
+    if name in ("bce_dice", "bce_image_dice"):
         per = cross_entropy(logits, y)
-        return per.mean() + soft_dice(logits, y), per.detach()
-    if name == "bce_image_dice":
-        per = cross_entropy(logits, y)
-        return per.mean() + image_dice(logits, y), per.detach()
+        return per.mean() + soft_dice(logits, y, per_image=name == "bce_image_dice"), per.detach()
     if name == "dice":
         l = soft_dice(logits, y)
         return l, cross_entropy(logits, y).detach()
