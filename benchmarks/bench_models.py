@@ -45,7 +45,7 @@ def main() -> None:
             times.append(time.perf_counter() - t)
         size = card.weights_path.stat().st_size / 1e6
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in card.metrics.items() if k.startswith("val_") and isinstance(v, float))
-        print(f"| {card.name} | {card.modality} | {card.architecture}/{card.encoder} | {size:.1f} | "
+        print(f"| {card.name} | {card.modality} | {card.network} | {size:.1f} | "
               f"{np.median(times):.2f} | {metrics} |")
 
 

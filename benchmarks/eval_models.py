@@ -44,7 +44,9 @@ MIAS_PIXEL_MM = 0.2  # mini-MIAS: 200 µm pixels (data README)
 
 
 def _recipe_path(card: ModelCard) -> Path:
-    return REPO / (card.recipe or f"models/{card.name}.yaml")
+    """The card's recipe; for an ensemble ("a.yaml + b.yaml, combined by …") the first member's, whose
+    validation split every member shares."""
+    return REPO / (card.recipe.split()[0] if card.recipe else f"models/{card.name}.yaml")
 
 
 def evaluate_model(card: ModelCard) -> dict:

@@ -13,6 +13,7 @@ import sys
 from ..core.errors import LesionSegError
 
 SUBCOMMANDS = [
+    "ensemble",
     "lines_to_masks",
     "points_to_masks",
     "measure",

@@ -25,6 +25,6 @@ def run(args) -> int:
     for c in cards:
         metrics = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in c.metrics.items()
                             if not isinstance(v, dict))
-        print(f"{c.name:28s} {c.modality:12s} {c.architecture + '/' + c.encoder:24s} {metrics}")
+        print(f"{c.name:28s} {c.modality:12s} {c.network:24s} {metrics}")
         print(f"{'':28s} {c.path}")
     return 0

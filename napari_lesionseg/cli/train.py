@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train or fine-tune a model on image/mask folders",
                        description="Train or fine-tune a segmentation model. Options override the --config file. "
                                    "Run under `torchrun --nproc_per_node N` for several processes/GPUs.")
-    p.add_argument("--config", help="training recipe (YAML or JSON), e.g. models/ultrasound-lesion.yaml")
+    p.add_argument("--config", help="training recipe (YAML or JSON), e.g. models/ultrasound-lesion-a.yaml")
     p.add_argument("--images", help="folder of images")
     p.add_argument("--masks", help="folder of masks with the same file names")
     p.add_argument("--cases-json", help="BUSI-style cases.json with a 'group' per image (validation split by group)")

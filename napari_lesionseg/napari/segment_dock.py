@@ -283,7 +283,7 @@ class SegmentDock(QWidget):
             self.model_info.setText("No model available." if not name else "")
             return
         metric = card.metrics.get("val_dice")
-        text = f"{card.modality}, {card.architecture}/{card.encoder}"
+        text = f"{card.modality}, {card.network}"
         if isinstance(metric, (int, float)):
             text += f", validation Dice {metric:.2f}"
         if card.parent:

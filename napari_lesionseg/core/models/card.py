@@ -43,6 +43,10 @@ class ModelCard:
     threshold: float = 0.5
     tta: list[str] = field(default_factory=list)
     """Test-time flips averaged with the plain prediction, e.g. ["hflip"] (costs one forward pass each)."""
+    members: int = 1
+    """Networks of this architecture whose probabilities are averaged (an ensemble, `core/models/ensemble.py`); 1: one."""
+    weight_storage: str = "fp16"
+    """How the safetensors hold the weights: 'fp16', or 'int8' (per-output-channel, for ensembles under 15 MB)."""
     training_data: str = ""
     metrics: dict = field(default_factory=dict)
     parent: str | None = None
@@ -61,6 +65,12 @@ class ModelCard:
     @property
     def n_outputs(self) -> int:
         return 1 if len(self.classes) == 1 else len(self.classes) + 1
+
+    @property
+    def network(self) -> str:
+        """What runs, in a few words: "Unet/resnet18", or "2 × Unet/resnet18" for an ensemble."""
+        one = f"{self.architecture}/{self.encoder}"
+        return one if self.members == 1 else f"{self.members} × {one}"
 
     @property
     def multiclass(self) -> bool:

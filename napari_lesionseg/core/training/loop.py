@@ -144,12 +144,14 @@ def _update_ema(ema_net: torch.nn.Module, net: torch.nn.Module, decay: float) ->
 
 
 def _param_groups(net: torch.nn.Module, encoder_scale: float) -> list[dict]:
-    """The encoder's parameters in a group of their own when they learn at another rate."""
-    encoder = getattr(net, "encoder", None)
-    if encoder is None or encoder_scale == 1.0:
+    """The encoders' parameters (every member's, for an ensemble) in a group of their own when they learn at
+    another rate."""
+    encoders = [getattr(m, "encoder", None) for m in getattr(net, "members", [net])]
+    if None in encoders or encoder_scale == 1.0:
         return [{"params": list(net.parameters()), "lr_scale": 1.0}]
-    own = {id(p) for p in encoder.parameters()}
-    return [{"params": list(encoder.parameters()), "lr_scale": float(encoder_scale)},
+    enc_params = [p for e in encoders for p in e.parameters()]
+    own = {id(p) for p in enc_params}
+    return [{"params": enc_params, "lr_scale": float(encoder_scale)},
             {"params": [p for p in net.parameters() if id(p) not in own], "lr_scale": 1.0}]
 
 

@@ -42,7 +42,7 @@ def publish_model(net: torch.nn.Module, card: ModelCard, output_dir: str | Path 
         name = registry.unique_name(name + "-new")
     card.name = name
     card.weights = f"{name}.safetensors"
-    _atomic_write_bytes(out / card.weights, lambda p: save_weights(net, p))
+    _atomic_write_bytes(out / card.weights, lambda p: save_weights(net, p, int8=card.weight_storage == "int8"))
     _atomic_write_bytes(out / f"{name}.json", lambda p: p.write_text(card.to_json()))
     card.path = out / f"{name}.json"
     registry.notify(name)
