@@ -108,7 +108,8 @@ def test_models_that_do_not_fit_together_are_refused_and_nothing_is_written(memb
 def test_an_ensemble_is_fine_tuned_like_a_single_model(members, tmp_path):
     a, b, _, folder = members
     out = tmp_path / "models"
-    assert main(["ensemble", "--models", str(a.path), str(b.path), "--name", "blob-pair", "--output-dir", str(out)]) == 0
+    assert main(["ensemble", "--models", str(a.path), str(b.path), "--name", "blob-pair",
+                 "--output-dir", str(out)]) == 0
     base = ModelCard.read(out / "blob-pair.json")
     cfg = _recipe(folder, "blob-pair-tuned", base=str(base.path), epochs=1, output_dir=str(tmp_path / "tuned"),
                   encoder_lr_scale=0.3)

@@ -6,7 +6,8 @@ from __future__ import annotations
 def add_parser(sub) -> None:
     p = sub.add_parser("ensemble", help="combine trained models into one that averages their outputs",
                        description="Combine models of one architecture (names or card paths) into one model whose "
-                                   "probabilities are averaged, measure it on a recipe's validation split and publish it.")
+                                   "probabilities are averaged, measure it on a recipe's validation split and "
+                                   "publish it.")
     p.add_argument("--models", nargs="+", required=True, help="two or more models (names or card paths)")
     p.add_argument("--name", required=True, help="name of the combined model")
     p.add_argument("--config", help="recipe whose validation split the ensemble is measured on (the members' own)")
@@ -22,6 +23,7 @@ def run(args) -> int:
     import torch
 
     from ..core.errors import LesionSegError
+    from ..core.inference.device import resolve_device
     from ..core.models import default_registry
     from ..core.models.ensemble import combine
     from ..core.training.publish import publish_model
@@ -41,7 +43,7 @@ def run(args) -> int:
             raise LesionSegError(f"{args.config} names no images/masks to measure the ensemble on.")
         _, val = split_by_group(load_folder(cfg.images, cfg.masks, cfg.cases_json), cfg.val_fraction, cfg.seed)
         print(f"measuring on {len(val)} validation cases of {args.config}", flush=True)
-        card.metrics.update(evaluate(net.eval(), card, val, torch.device("cpu")))
+        card.metrics.update(evaluate(net, card, val, resolve_device("auto")))
     if args.notes:
         card.notes = args.notes
     card = publish_model(net, card, args.output_dir, registry)

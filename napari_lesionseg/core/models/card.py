@@ -44,7 +44,8 @@ class ModelCard:
     tta: list[str] = field(default_factory=list)
     """Test-time flips averaged with the plain prediction, e.g. ["hflip"] (costs one forward pass each)."""
     members: int = 1
-    """Networks of this architecture whose probabilities are averaged (an ensemble, `core/models/ensemble.py`); 1: one."""
+    """Networks of this architecture whose probabilities are averaged (an ensemble, `core/models/ensemble.py`);
+    1: a single network."""
     weight_storage: str = "fp16"
     """How the safetensors hold the weights: 'fp16', or 'int8' (per-output-channel, for ensembles under 15 MB)."""
     training_data: str = ""

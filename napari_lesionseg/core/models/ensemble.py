@@ -41,6 +41,7 @@ def combine(cards: list[ModelCard], name: str, weight_storage: str = "int8") -> 
     card.name, card.path, card.weights = name, None, ""
     card.members, card.weight_storage = len(members), weight_storage
     card.parent = None
+    card.notes = f"Ensemble of {', '.join(c.name for c in cards)}: their probabilities are averaged."
     card.metrics = {"member_val_dice": [c.metrics.get("val_dice") for c in cards]}
     card.recipe = " + ".join(c.recipe or c.name for c in cards) + ", combined by `lesionseg ensemble`"
     card.date = _dt.date.today().isoformat()
