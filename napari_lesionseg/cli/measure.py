@@ -33,9 +33,7 @@ def add_parser(sub) -> None:
 
 def spacing_known(geom) -> bool:
     """False for rasters whose pixel size the file does not state (spacing 1 = one pixel)."""
-    if geom is None:
-        return False
-    return geom.extra.get("spacing_known", True) is not False and geom.extra.get("spacing_source") != "none"
+    return geom is not None and geom.spacing_known
 
 
 def _read(path: str, spacing=None):

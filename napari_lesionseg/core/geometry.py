@@ -32,6 +32,11 @@ class Geometry:
     def ndim(self) -> int:
         return len(self.spacing)
 
+    @property
+    def spacing_known(self) -> bool:
+        """False when the file states no pixel size (PNG/JPEG): `spacing` is then 1 = one pixel, not 1 mm."""
+        return self.extra.get("spacing_known", True) is not False and self.extra.get("spacing_source") != "none"
+
     def array_affine(self) -> np.ndarray:
         """4x4 (or 3x3 for 2D) affine from array indices (napari order) to world mm."""
         n = self.ndim

@@ -174,8 +174,7 @@ class MeasureWidget(QWidget):
     def _spacing(self, layer) -> tuple[tuple[float, ...], bool]:
         geom = geometry_from_metadata(layer.metadata, ndim=layer.data.ndim)
         if geom is not None:
-            known = geom.extra.get("spacing_known", True) is not False and geom.extra.get("spacing_source") != "none"
-            return tuple(geom.spacing), known
+            return tuple(geom.spacing), geom.spacing_known
         scale = tuple(float(s) for s in layer.scale)
         return scale, not all(s == 1.0 for s in scale)
 
