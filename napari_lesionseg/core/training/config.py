@@ -7,6 +7,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import LesionSegError
+from ..models.card import MODALITIES
+from .losses import LOSSES
+
+AUGMENTATIONS = ("flip", "vflip", "rot90", "affine", "intensity", "stain", "speckle", "resolution")
+CHOICES = {
+    "modality": MODALITIES,
+    "input_kind": ("gray", "rgb", "slices"),
+    "fit": ("resize", "tile"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+    "loss": LOSSES,
+}
+LIST_CHOICES = {"augment": AUGMENTATIONS, "preprocessing": ("clahe",), "tta": ("hflip", "vflip")}
+NORMALISATIONS = ("percentile", "zscore", "range", "none")
+POSITIVE = ("epochs", "batch_size", "learning_rate", "patch_size")
 
 
 @dataclass
@@ -76,6 +90,35 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     """Where resumable checkpoints go; default <output_dir>/.checkpoints/<name>."""
     recipe: str = ""
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse values the training would silently ignore (`augment: [flps]` trained with no augmentation)."""
+        problems = [f"{k}: {getattr(self, k)!r} is not one of {', '.join(v)}"
+                    for k, v in CHOICES.items() if getattr(self, k) not in v]
+        for key, allowed in LIST_CHOICES.items():
+            values = getattr(self, key)
+            if isinstance(values, str) or not isinstance(values, (list, tuple)):
+                problems.append(f"{key} must be a list (e.g. [{allowed[0]}])")
+                continue
+            problems += [f"{key}: {v!r} is not one of {', '.join(allowed)}" for v in values if v not in allowed]
+        kind = self.normalisation.get("kind", "percentile") if isinstance(self.normalisation, dict) else None
+        if kind not in NORMALISATIONS:
+            problems.append(f"normalisation kind {kind!r} is not one of {', '.join(NORMALISATIONS)}")
+        for key in POSITIVE:
+            value = getattr(self, key)
+            numbers = value if isinstance(value, (list, tuple)) else [value]
+            if not numbers or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                                      for v in numbers):
+                problems.append(f"{key} must be positive, not {value!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            problems.append(f"val_fraction must lie in [0, 1), not {self.val_fraction!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            problems.append(f"ema_decay must lie in [0, 1), not {self.ema_decay!r}")
+        if problems:
+            raise LesionSegError("Training options not understood: " + "; ".join(problems) + ".")
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
