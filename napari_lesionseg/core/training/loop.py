@@ -185,7 +185,19 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
             own_group = True
+    try:
+        return _train_on_device(cfg, device, world, rank, emit, cancelled, cases, resume, publish)
+    finally:
+        if own_group:  # torn down however the run ends (error, cancel, Ctrl+C), so a retry can join afresh
+            import torch.distributed as dist
 
+            dist.destroy_process_group()
+
+
+def _train_on_device(cfg: TrainConfig, device: torch.device, world: int, rank: int, emit: Callable[[dict], None],
+                     cancelled: Callable[[], bool] | None, cases: list[Case] | None, resume: bool,
+                     publish: bool) -> TrainResult:
+    """The training itself, once threads, seeds, device and process group are set up."""
     if cases is None:
         if not cfg.images or not cfg.masks:
             raise LesionSegError("Give a folder of images and a folder of masks.")
@@ -250,7 +262,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
         if ema_net is not None:
             ema_net.load_state_dict(state.get("ema_model") or state["model"])
         start_epoch, step, history = state["epoch"], state["step"], state.get("history", [])
-        best_score, stale = state.get("best_score", -1.0), state.get("stale", 0)
+        best_score, stale = state.get("best_score", -math.inf), state.get("stale", 0)
         best_state = state.get("best_model")
         best_record = state.get("best_record", {})
         emit({"kind": "log", "message": f"resumed from epoch {start_epoch}"})
@@ -366,10 +378,6 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
     result = TrainResult(card=None, history=history, cancelled=was_cancelled,
                          best_score=best_score if best_state is not None else None)
     if best_state is None:
-        if own_group:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
         return result
     net.load_state_dict(best_state)
     best = best_record
@@ -391,6 +399,4 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
         import torch.distributed as dist
 
         dist.barrier()
-        if own_group:
-            dist.destroy_process_group()
     return result
