@@ -189,3 +189,27 @@ def test_cli_evaluate_clean_errors(tmp_path, tiny_gray, capsys):
     assert main(["evaluate", "--model", tiny_gray, "--images", str(other), "--masks", str(masks),
                  "--output", str(tmp_path / "x.txt")]) == 2
     assert not (tmp_path / "x.txt").exists()
+
+
+# -- what a user is shown --------------------------------------------------------------------------------
+
+def test_headline_is_the_external_figure_never_the_selection_split():
+    from napari_lesionseg.core.models.card import ModelCard
+
+    card = ModelCard(name="m", modality="ultrasound", metrics={"val_dice": 0.81})
+    assert "0.81" in card.headline_metric() and "chose the epoch" in card.headline_metric()
+    card.metrics["external"] = {"site2": {"mean_dice": 0.7304, "ci95_mean_dice": [0.573, 0.858], "n_lesion": 15,
+                                          "short": "BrEaST", "misses": 2, "n_lesion_free": 4, "fp_images": 1}}
+    text = card.headline_metric()
+    assert text.startswith("Dice 0.73 (95% CI 0.57–0.86) on 15 unseen") and "BrEaST" in text
+    assert "2 missed" in text and "1 of 4 normal" in text and "0.81" not in text
+    assert ModelCard(name="x", modality="mri").headline_metric() == "no independent validation"
+
+
+def test_shipped_cards_show_second_source_figures():
+    cards = {c.name: c for c in default_registry().cards()}
+    for name in ("ultrasound-lesion", "mammography-mass", "histology-nuclei"):
+        m = cards[name].metrics
+        assert m.get("external"), f"{name} has no figure from data that chose nothing"
+        assert "val_dice" in m["selection_split"]["keys"]
+        assert "unseen" in cards[name].headline_metric()

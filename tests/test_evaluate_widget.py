@@ -26,6 +26,9 @@ def test_evaluate_button_against_reference(make_napari_viewer, qtbot):
     viewer.open(str(path), plugin="napari-lesionseg")
     _, dock = viewer.window.add_plugin_dock_widget("napari-lesionseg", "Segment lesions")
     dock.model_combo.setCurrentText("ultrasound-lesion")
+    # the model's figure is the one measured on unseen data, not the split that chose its epochs
+    card = dock.registry.get("ultrasound-lesion")
+    assert card.headline_metric() in dock.model_info.text() and "unseen" in dock.model_info.text()
     dock.segment_btn.click()
     qtbot.waitUntil(lambda: dock._worker is None, timeout=180_000)
     mask = np.asarray(dock.result.labels_layer.data) > 0

@@ -175,11 +175,17 @@ class Evaluation:
 
 def evaluate_folder(model, images: str | Path, masks: str | Path, threshold: float | None = None,
                     device: str = "auto", series: str | None = None,
-                    progress: Callable[[int, int, str], None] | None = None, predictor=None) -> Evaluation:
-    """Run `model` (a name, a card path or a ModelCard) on every paired image and measure it against its mask."""
+                    progress: Callable[[int, int, str], None] | None = None, predictor=None,
+                    only: Callable[[str], bool] | None = None) -> Evaluation:
+    """Run `model` (a name, a card path or a ModelCard) on every paired image and measure it against its mask;
+    `only(case_name)` keeps a subset (e.g. one kind of image of a data set)."""
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise LesionSegError(f"The threshold must lie between 0 and 1 (got {threshold}).")
     pairing = pair_files(images, masks)
+    if only is not None:
+        pairing.pairs = [p for p in pairing.pairs if only(p[0])]
+        if not pairing.pairs:
+            raise LesionSegError(f"No case in {images} is of the kind asked for.")
     if predictor is None:
         from .inference.engine import Predictor
         from .models import default_registry
@@ -280,10 +286,13 @@ def write_csv(cases: list[CaseResult], path: str | Path) -> Path:
     return Path(path)
 
 
-def external_block(evaluation: Evaluation, dataset: str, note: str = "") -> dict:
-    """The card's `external` entry for one data set that chose nothing about the model."""
+def external_block(evaluation: Evaluation, dataset: str, short: str, unit: str = "lesion images",
+                   note: str = "") -> dict:
+    """The card's `metrics["external"]` entry for one data set that chose nothing about the model
+    (`ModelCard.headline_metric` shows the first one)."""
     s = evaluation.summary
-    block = {"dataset": dataset, "n_lesion": s.get("n_lesion", 0), "n_lesion_free": s.get("n_lesion_free", 0)}
+    block = {"dataset": dataset, "short": short, "unit": unit, "measured_with": "lesionseg evaluate",
+             "n_lesion": s.get("n_lesion", 0), "n_lesion_free": s.get("n_lesion_free", 0)}
     for k in ("mean_dice", "ci95_mean_dice", "median_dice", "p10_dice", "misses", "hits", "fp_images"):
         if k in s:
             block[k] = [round(x, 4) for x in s[k]] if isinstance(s[k], list) else (

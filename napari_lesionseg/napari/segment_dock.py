@@ -286,10 +286,7 @@ class SegmentDock(QWidget):
         if card is None:
             self.model_info.setText("No model available." if not name else "")
             return
-        metric = card.metrics.get("val_dice")
-        text = f"{card.modality}, {card.network}"
-        if isinstance(metric, (int, float)):
-            text += f", validation Dice {metric:.2f}"
+        text = f"{card.modality}, {card.network}, {card.headline_metric()}"
         if card.parent:
             text += f", fine-tuned from {card.parent}"
         self.model_info.setText(text)
