@@ -102,6 +102,11 @@ def test_pairing_reports_unmatched(tmp_path):
     assert [n for n, _, _ in p.pairs] == ["a", "b"]
     assert [x.name for x in p.images_without_mask] == ["c.png"]
     assert [x.name for x in p.masks_without_image] == ["z.png"]
+    # one folder holding both (as the dock's Accept leaves them): never an image paired with itself
+    iio.imwrite(tmp_path / "im" / "a_mask.png", np.zeros((8, 8), np.uint8))
+    same = pair_files(tmp_path / "im", tmp_path / "im")
+    assert [(n, i.name, m.name) for n, i, m in same.pairs] == [("a", "a.png", "a_mask.png")]
+    assert [x.name for x in same.images_without_mask] == ["b.png", "c.png"]
 
 
 # -- end to end through the CLI ----------------------------------------------------------------------------

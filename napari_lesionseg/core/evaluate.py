@@ -103,7 +103,7 @@ def file_stem(path: Path) -> str:
 
 
 def pair_files(images: str | Path, masks: str | Path) -> Pairing:
-    """Match images to masks by file stem (a mask may also be named `<stem>_mask`)."""
+    """Match images to masks by file stem (a mask may also be named `<stem>_mask`; in one shared folder it must)."""
     from .io import can_read
 
     images, masks = Path(images), Path(masks)
@@ -112,6 +112,9 @@ def pair_files(images: str | Path, masks: str | Path) -> Pairing:
             raise LesionSegError(f"{what} folder not found: {folder}")
     image_files = sorted(p for p in images.iterdir() if not p.name.startswith(".") and can_read(p))
     mask_files = sorted(p for p in masks.iterdir() if not p.name.startswith(".") and can_read(p))
+    if images.resolve() == masks.resolve():  # one folder holding `case.png` and `case_mask.png`
+        image_files = [p for p in image_files if not file_stem(p).endswith("_mask")]
+        mask_files = [p for p in mask_files if file_stem(p).endswith("_mask")]
     if not image_files:
         raise LesionSegError(f"No readable images in {images}.")
     if not mask_files:
