@@ -218,3 +218,22 @@ def test_shipped_cards_show_second_source_figures():
         assert m.get("external"), f"{name} has no figure from data that chose nothing"
         assert "val_dice" in m["selection_split"]["keys"]
         assert "unseen" in cards[name].headline_metric()
+
+
+def test_series_choice_in_a_multi_series_folder(tmp_path):
+    from _io_dicom_factory import write_series
+
+    from napari_lesionseg.core.inference.run import read_one_scan
+
+    vol = np.arange(4 * 20 * 24, dtype=np.uint16).reshape(4, 20, 24)
+    kw = dict(row_cos=np.array([1.0, 0, 0]), col_cos=np.array([0, 1.0, 0]), spacing_rc=(0.8, 0.8),
+              origin=np.zeros(3), slice_step=np.array([0, 0, 2.0]))
+    write_series(tmp_path, vol, description="pre", series_number=1, **kw)
+    write_series(tmp_path, vol + 50, description="post 1", series_number=2, **kw)
+    assert read_one_scan(tmp_path, "post").name == "post 1"
+    assert read_one_scan(tmp_path, "2").name == "post 1"
+    assert read_one_scan(tmp_path, "1").name == "pre"  # the series number, though "post 1" contains a 1
+    with pytest.raises(LesionSegError, match="holds 2 series"):
+        read_one_scan(tmp_path)
+    with pytest.raises(LesionSegError, match="no series matches 'dwi'.*pre, post 1"):
+        read_one_scan(tmp_path, "dwi")

@@ -45,8 +45,9 @@ def read_one_scan(src, series: str | None = None):
     scans = read_scan(src)
     if series is not None:
         wanted = str(series).strip().lower()
-        chosen = [s for s in scans if wanted in s.name.lower()
-                  or str(s.metadata.get("series_number", "")).strip() == wanted]
+        chosen = [s for s in scans if s.name.lower() == wanted
+                  or str(s.metadata.get("series_number", "")).strip() == wanted]  # an exact number or name first
+        chosen = chosen or [s for s in scans if wanted in s.name.lower()]
         if len(chosen) != 1:
             names = ", ".join(s.name for s in scans)
             raise LesionSegError(f"{src}: {'no' if not chosen else 'more than one'} series matches {series!r} "
