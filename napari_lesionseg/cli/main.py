@@ -14,6 +14,7 @@ from ..core.errors import LesionSegError
 
 SUBCOMMANDS = [
     "ensemble",
+    "evaluate",
     "lines_to_masks",
     "points_to_masks",
     "measure",

@@ -21,10 +21,8 @@ def run(args) -> int:
     if not cards:
         print("No models found.")
         return 0
-    print(f"{'name':28s} {'modality':12s} {'network':32s} {'metrics'}")
+    print(f"{'name':28s} {'modality':12s} {'network':32s} {'measured (all figures: --json)'}")
     for c in cards:
-        metrics = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in c.metrics.items()
-                            if not isinstance(v, dict))
-        print(f"{c.name:28s} {c.modality:12s} {c.network:32s} {metrics}")
+        print(f"{c.name:28s} {c.modality:12s} {c.network:32s} {c.headline_metric()}")
         print(f"{'':28s} {c.path}")
     return 0

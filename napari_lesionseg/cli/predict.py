@@ -41,27 +41,12 @@ def _output_name(src: Path, fmt: str | None) -> str:
     return name + "_mask" + (fmt or ".nii.gz")
 
 
-def _one_scan(src: Path):
-    from ..core.io import read_scan
-
-    scans = read_scan(src)
-    if len(scans) > 1:
-        raise LesionSegError(f"{src} holds {len(scans)} series; give one series folder or file.")
-    return scans[0]
-
-
 def predict_file(predictor, src: Path, out: Path, prob_out: Path | None, threshold: float | None,
                  progress=None, pre: Path | None = None) -> Path:
-    from ..core.inference.run import mask_from_probs, predict_scan
+    from ..core.inference.run import segment_file
     from ..core.io import write_mask, write_probabilities
 
-    scan = _one_scan(src)
-    if pre is not None:
-        from ..core.io.dce import subtraction
-
-        scan = subtraction(scan, _one_scan(pre))  # checks the two phases share one grid
-    probs = predict_scan(predictor, scan, progress=progress)
-    mask = mask_from_probs(probs, predictor.card, threshold)
+    scan, probs, mask = segment_file(predictor, src, threshold, pre=pre, progress=progress)
     write_mask(mask, scan.geometry, out, source_path=src)
     if prob_out is not None:
         fg = probs if not predictor.card.multiclass else 1.0 - probs[0]

@@ -171,6 +171,10 @@ class SegmentDock(QWidget):
         for w in (self.reference_combo, self.best_iou_btn, self.best_gmean_btn):
             hrow.addWidget(w)
         bl.addRow("Threshold from", hrow)
+        from .evaluate_widget import EvaluateRow
+
+        self.evaluate_row = EvaluateRow(self)  # Dice / miss / false lesion against that reference layer
+        bl.addRow(self.evaluate_row)
         self.best_iou_btn.clicked.connect(lambda: self.choose_threshold("iou"))
         self.best_gmean_btn.clicked.connect(lambda: self.choose_threshold("gmean"))
         self.reapply_btn = QPushButton("Re-apply threshold (discards manual corrections)")
@@ -282,10 +286,7 @@ class SegmentDock(QWidget):
         if card is None:
             self.model_info.setText("No model available." if not name else "")
             return
-        metric = card.metrics.get("val_dice")
-        text = f"{card.modality}, {card.network}"
-        if isinstance(metric, (int, float)):
-            text += f", validation Dice {metric:.2f}"
+        text = f"{card.modality}, {card.network}, {card.headline_metric()}"
         if card.parent:
             text += f", fine-tuned from {card.parent}"
         self.model_info.setText(text)

@@ -37,6 +37,40 @@ def predict_scan(predictor: Predictor, scan, progress=None, cancelled=None) -> n
                                    overview=overview)
 
 
+def read_one_scan(src, series: str | None = None):
+    """The one scan a file or DICOM folder holds; with several series, the one `series` names (its number or a
+    part of its description), else a clear error."""
+    from ..io import read_scan
+
+    scans = read_scan(src)
+    if series is not None:
+        wanted = str(series).strip().lower()
+        chosen = [s for s in scans if s.name.lower() == wanted
+                  or str(s.metadata.get("series_number", "")).strip() == wanted]  # an exact number or name first
+        chosen = chosen or [s for s in scans if wanted in s.name.lower()]
+        if len(chosen) != 1:
+            names = ", ".join(s.name for s in scans)
+            raise LesionSegError(f"{src}: {'no' if not chosen else 'more than one'} series matches {series!r} "
+                                 f"(it holds: {names}).")
+        return chosen[0]
+    if len(scans) > 1:
+        raise LesionSegError(f"{src} holds {len(scans)} series; give one series folder or file.")
+    return scans[0]
+
+
+def segment_file(predictor: Predictor, src, threshold: float | None = None, pre=None, progress=None,
+                 series: str | None = None):
+    """What `lesionseg predict` does to one file, kept in one place so `lesionseg evaluate` measures exactly it:
+    read the scan (optionally minus a pre-contrast scan), predict, threshold. Returns (scan, probs, mask)."""
+    scan = read_one_scan(src, series)
+    if pre is not None:
+        from ..io.dce import subtraction
+
+        scan = subtraction(scan, read_one_scan(pre, series))  # checks the two phases share one grid
+    probs = predict_scan(predictor, scan, progress=progress)
+    return scan, probs, mask_from_probs(probs, predictor.card, threshold)
+
+
 def mask_from_probs(probs: np.ndarray, card, threshold: float | None = None) -> np.ndarray:
     from .threshold import apply_threshold
 

@@ -73,6 +73,30 @@ class ModelCard:
         one = f"{self.architecture}/{self.encoder}"
         return one if self.members == 1 else f"{self.members} × {one}"
 
+    def headline_metric(self) -> str:
+        """The one figure to show a user (Segment dock, `lesionseg models`, README): measured on data that chose
+        nothing about the model (`metrics["external"]`, written from `lesionseg evaluate`), with its n. Without one,
+        the validation Dice is shown named for what it is: the split that chose the epoch, so optimistic."""
+        external = self.metrics.get("external") or {}
+        if isinstance(external, dict) and external:
+            block = next(iter(external.values()))
+            if isinstance(block.get("mean_dice"), (int, float)):
+                text = f"Dice {block['mean_dice']:.2f}"
+                ci = block.get("ci95_mean_dice")
+                if isinstance(ci, list) and len(ci) == 2:
+                    text += f" (95% CI {ci[0]:.2f}–{ci[1]:.2f})"
+                text += f" on {block.get('n_lesion', '?')} unseen {block.get('unit', 'lesion images')}"
+                text += f" ({block.get('short', block.get('dataset', 'another source'))})"
+                if isinstance(block.get("misses"), int):
+                    text += f", {block['misses']} missed"
+                if block.get("n_lesion_free") and isinstance(block.get("fp_images"), int):
+                    text += f", false lesion on {block['fp_images']} of {block['n_lesion_free']} normal images"
+                return text
+        metric = self.metrics.get("val_dice")
+        if isinstance(metric, (int, float)):
+            return f"validation Dice {metric:.2f} (on the split that chose the epoch: optimistic)"
+        return "no independent validation"
+
     @property
     def multiclass(self) -> bool:
         return len(self.classes) > 1
