@@ -236,6 +236,25 @@ def test_header_claiming_more_than_memory_is_refused_before_allocating(work, cap
     assert "PB" in line and "memory" in line
 
 
+def _huge_png(path: Path) -> Path:
+    """A PNG whose header claims 100000 × 100000 pixels, with a few bytes of data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100000, 100000, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(100)))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_png_header_claiming_ten_billion_pixels_is_a_message(work, capsys):
+    _huge_png(work / "huge.png")
+    refused(["measure", "--mask", "huge.png", "--output", "t.csv"], work, capsys, "10,000,000,000 pixels")
+
+
 def _wrong_shape_base(tmp_path: Path) -> Path:
     """A copy of a shipped card whose safetensors has one tensor of the wrong shape."""
     import torch
@@ -280,9 +299,11 @@ def test_train_base_with_wrong_shape_weights_names_the_tensor(work, capsys):
 def test_bad_invocations_never_show_a_traceback(work, capsys):
     """All of the above in one run, plus the last-resort guard's own cases, each exit 2 without a traceback."""
     _huge_nifti(work / "huge.nii")
+    _huge_png(work / "huge.png")
     folder = _unwritable_folder(work)
     bad = [argv for argv, _ in OVERWRITES] + [make(folder) for make in UNWRITABLE.values()] + [
         ["measure", "--mask", "huge.nii"],
+        ["lines-to-masks", "--image", "huge.png", "--annotations", "lines.csv", "--output", "m.png"],
         ["train", "--images", "sub", "--masks", "sub", "--modality", "ultrasound", "--name", ""],
         ["train", "--images", "sub", "--masks", "sub", "--modality", "ultrasound", "--name", ".."],
         ["predict", "--model", "mri-lesion", "--input", "post1.nii.gz", "--output", "m.nii.gz",

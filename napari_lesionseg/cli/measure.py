@@ -59,7 +59,7 @@ def run(args) -> int:
 
     out = Path(args.output) if args.output else default_table_path(args.mask)
     check_outputs({"--mask": args.mask, "--image": args.image, "--pre": args.pre, "--enhancement": args.enhancement},
-                  {"--output" if args.output else "the table beside the mask": out})
+                  {"--output" if args.output else "--output (default: beside the mask)": out})
     mask, geom, mscan = _read(args.mask, args.spacing)
     if mscan.rgb:
         raise LesionSegError(f"{Path(args.mask).name} is a colour image, not a mask.")
