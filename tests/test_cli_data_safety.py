@@ -419,3 +419,14 @@ def test_check_outputs_names_both_options(work):
         check_outputs({"--input": "post1.nii.gz", "--pre": "pre.nii.gz"}, {"--output": "pre_link.nii.gz"})
     check_outputs({"--input": "post1.nii.gz"}, {"--output": "new.nii.gz", "--probabilities": None})
     assert not list(work.glob(".lesionseg-write-check-*"))
+
+
+def test_cohort_masks_and_probabilities_may_share_a_folder(work):
+    """Their file names differ (_mask / _prob), so one output folder for both is not an overlap."""
+    import argparse
+
+    from napari_lesionseg.cli import predict
+
+    args = argparse.Namespace(model="mri-lesion", output="out", probabilities="./out", output_format=None)
+    predict.check_paths(args, Path("cohort"), None, predict._cohort_files(Path("cohort")))
+    assert not (work / "out").exists()  # checking creates nothing

@@ -128,12 +128,12 @@ def check_paths(args, src: Path, pre: Path | None, files: list[Path]) -> None:
         return
     inputs["a scan in the --input folder"] = files
     check_outputs(inputs, {"--output": args.output, "--probabilities": args.probabilities},
-                  folders=("--output", "--probabilities"))
+                  folders=("--output", "--probabilities"), distinct_outputs=False)  # one folder may take both
     names = [_output_name(f, args.output_format) for f in files]
-    planned = {"--output": [Path(args.output) / n for n in names]}
+    check_no_overlap(inputs, {"--output": [Path(args.output) / n for n in names]}, distinct_outputs=False)
     if args.probabilities:
-        planned["--probabilities"] = [Path(args.probabilities) / _prob_name(n) for n in names]
-    check_no_overlap(inputs, planned, distinct_outputs=False)
+        check_no_overlap(inputs, {"--probabilities": [Path(args.probabilities) / _prob_name(n) for n in names]},
+                         distinct_outputs=False)
 
 
 def _rank_device(name: str) -> str:

@@ -66,7 +66,8 @@ def atomic_path(path: str | os.PathLike, sources: Iterable[str | os.PathLike | N
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.chmod(tmp, _mode_for(target))
+        with contextlib.suppress(OSError):  # some network shares have no Unix modes; the write must not fail
+            os.chmod(tmp, _mode_for(target))
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

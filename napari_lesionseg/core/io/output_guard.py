@@ -46,7 +46,8 @@ def _kind(p: Path) -> str:
     return "folder" if p.is_dir() else "file"
 
 
-def check_outputs(inputs: Mapping[str, Paths], outputs: Mapping[str, Paths], folders: Iterable[str] = ()) -> None:
+def check_outputs(inputs: Mapping[str, Paths], outputs: Mapping[str, Paths], folders: Iterable[str] = (),
+                  distinct_outputs: bool = True) -> None:
     """Refuse (LesionSegError) before any work when an output would overwrite an input or another output, or
     cannot be written.
 
@@ -54,8 +55,10 @@ def check_outputs(inputs: Mapping[str, Paths], outputs: Mapping[str, Paths], fol
     label that is not an option describes where the files come from ("a scan in the --input folder").
     folders: the output options that name folders (created when missing); the others name files whose folder
     must already exist.
+    distinct_outputs: False lets two output folders be one (a cohort's masks and probability maps, whose file
+    names differ).
     """
-    check_no_overlap(inputs, outputs)
+    check_no_overlap(inputs, outputs, distinct_outputs)
     folder_options = set(folders)
     checked: set[str] = set()
     for label, value in outputs.items():
@@ -125,7 +128,7 @@ def _check_writable(label: str, out: Path, folder: str) -> None:
     and read-only mounts or special file systems only say no when a file is created."""
     problem = None
     if not os.access(folder, os.W_OK | os.X_OK):
-        problem = "permission denied"
+        problem = "no permission to write there, or a read-only disk"
     else:
         try:
             fd, probe = tempfile.mkstemp(prefix=".lesionseg-write-check-", dir=folder)
