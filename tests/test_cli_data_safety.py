@@ -119,6 +119,8 @@ OVERWRITES = [
     (["measure", "--mask", "mask.png", "--image", "scan.png", "--output", "scan_hardlink.png"],
      "--output scan_hardlink.png is the file given as --image"),                         # a hard link
     (["measure", "--mask", "mask.png", "--image", "post1.nii.gz", "--pre", "pre.nii.gz", "--output",
+      "pre.nii.gz"], "--output pre.nii.gz is the file given as --pre"),
+    (["measure", "--mask", "mask.png", "--image", "post1.nii.gz", "--pre", "pre.nii.gz", "--output",
       "pre_link.nii.gz"], "is the file given as --pre"),
     (["lines-to-masks", "--image", "scan.png", "--annotations", "lines.csv", "--output", "scan.png"],
      "--output scan.png is the file given as --image"),
