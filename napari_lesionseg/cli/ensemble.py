@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("ensemble", help="combine trained models into one that averages their outputs",
@@ -24,15 +26,23 @@ def run(args) -> int:
 
     from ..core.errors import LesionSegError
     from ..core.inference.device import resolve_device
+    from ..core.io.output_guard import check_outputs, model_files
     from ..core.models import default_registry
     from ..core.models.ensemble import combine
+    from ..core.models.registry import user_models_dir
+    from ..core.names import check_model_name
     from ..core.training.publish import publish_model
 
+    name = check_model_name(args.name)
+    out = Path(args.output_dir) if args.output_dir else user_models_dir()
+    label = "--output-dir" if args.output_dir else "the model folder"
+    check_outputs({"--models": [f for m in args.models for f in model_files(m)], "--config": args.config},
+                  {label: out}, folders=(label,))
     if args.threads:
         torch.set_num_threads(args.threads)
     registry = default_registry()
     cards = [registry.get(m) for m in args.models]
-    net, card = combine(cards, args.name, args.storage)
+    net, card = combine(cards, name, args.storage)
     if args.config:
         from ..core.training.config import TrainConfig
         from ..core.training.data import load_folder, split_by_group

@@ -57,7 +57,9 @@ def spatial_ndim(image: np.ndarray, rgb: bool) -> int:
 def run(args) -> int:
     from ..core.annotations import lines_to_labels, pair_short_axes, read_shapes_csv, shapes_to_segments, world_to_voxels
     from ..core.io import write_mask
+    from ..core.io.output_guard import check_outputs
 
+    check_outputs({"--image": args.image, "--annotations": args.annotations}, {"--output": args.output})
     image, geom, rgb = read_image(args.image, args.spacing)
     nd = spatial_ndim(image, rgb)
     shapes = read_shapes_csv(args.annotations)

@@ -54,8 +54,12 @@ def _read(path: str, spacing=None):
 
 
 def run(args) -> int:
+    from ..core.io.output_guard import check_outputs
     from ..core.measure import default_table_path, measure_lesions, write_measurements_csv
 
+    out = Path(args.output) if args.output else default_table_path(args.mask)
+    check_outputs({"--mask": args.mask, "--image": args.image, "--pre": args.pre, "--enhancement": args.enhancement},
+                  {"--output" if args.output else "--output (default: beside the mask)": out})
     mask, geom, mscan = _read(args.mask, args.spacing)
     if mscan.rgb:
         raise LesionSegError(f"{Path(args.mask).name} is a colour image, not a mask.")
@@ -81,7 +85,6 @@ def run(args) -> int:
     if args.enhancement:
         enhancement, _, _ = _read(args.enhancement, args.spacing)
     results = measure_lesions(mask, image=image, pre=pre, enhancement=enhancement, geometry=geom, by=args.by)
-    out = Path(args.output) if args.output else default_table_path(args.mask)
     write_measurements_csv(results, out)
     unit, length = ("mL", "mm") if mask.ndim == 3 else ("mm²", "mm")
     if not spacing_known(geom):

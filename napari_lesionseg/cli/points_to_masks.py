@@ -39,8 +39,11 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..core.annotations import points_to_disks, points_to_heatmap, read_points_csv, world_to_voxels
     from ..core.io import write_mask, write_probabilities
+    from ..core.io.output_guard import check_outputs
     from .lines_to_masks import read_image, spatial_ndim
 
+    check_outputs({"--image": args.image, "--annotations": args.annotations, "--circles": args.circles},
+                  {"--output": args.output})
     image, geom, rgb = read_image(args.image, args.spacing)
     nd = spatial_ndim(image, rgb)
     shape = image.shape[:nd]

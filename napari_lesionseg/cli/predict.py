@@ -64,24 +64,61 @@ def run(args) -> int:
         raise LesionSegError(f"Input not found: {src}")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise LesionSegError(f"--threshold must lie between 0 and 1 (got {args.threshold}).")
-    out_name = Path(args.output).name.lower()
-    if (not src.is_dir() or _is_dicom_series(src)) and not out_name.endswith(MASK_SUFFIXES):
-        raise LesionSegError(f"Cannot write {Path(args.output).name}: use one of {', '.join(MASK_SUFFIXES)}.")
-    card = default_registry().get(args.model)
-    predictor = Predictor(card, device=_rank_device(args.device), batch_size=args.batch_size,
-                          notice=lambda m: print(f"lesionseg: {m}", file=sys.stderr))
     is_cohort = src.is_dir() and not _is_dicom_series(src)
+    out_name = Path(args.output).name.lower()
+    if not is_cohort and not out_name.endswith(MASK_SUFFIXES):
+        raise LesionSegError(f"Cannot write {Path(args.output).name}: use one of {', '.join(MASK_SUFFIXES)}.")
+    if not is_cohort and args.probabilities and not Path(args.probabilities).name.lower().endswith(MASK_SUFFIXES):
+        raise LesionSegError(f"Cannot write --probabilities {Path(args.probabilities).name}: use one of "
+                             f"{', '.join(MASK_SUFFIXES)}.")
     pre = Path(args.pre) if args.pre else None
     if pre is not None and is_cohort:
         raise LesionSegError("--pre takes one pre-contrast scan for one --input scan, not a cohort folder.")
     if pre is not None and not pre.exists():
         raise LesionSegError(f"Pre-contrast scan not found: {pre}")
+    files = _cohort_files(src) if is_cohort else []
+    check_paths(args, src, pre, files)  # every output, before the model is even loaded
+    card = default_registry().get(args.model)
+    predictor = Predictor(card, device=_rank_device(args.device), batch_size=args.batch_size,
+                          notice=lambda m: print(f"lesionseg: {m}", file=sys.stderr))
     if not is_cohort:
         out = predict_file(predictor, src, Path(args.output),
                            Path(args.probabilities) if args.probabilities else None, args.threshold, pre=pre)
         print(f"wrote {out}")
         return 0
-    return _run_cohort(predictor, src, Path(args.output), args)
+    return _run_cohort(predictor, src, files, Path(args.output), args)
+
+
+def _cohort_files(src: Path) -> list[Path]:
+    from ..core.io import can_read
+
+    files = sorted(p for p in src.iterdir() if can_read(p))
+    if not files:
+        raise LesionSegError(f"No readable scans in {src}.")
+    return files
+
+
+def _prob_name(mask_name: str) -> str:
+    return mask_name.replace("_mask", "_prob")
+
+
+def check_paths(args, src: Path, pre: Path | None, files: list[Path]) -> None:
+    """No output may replace an input (the scan, --pre, a model card given by path) or another output, and every
+    output folder must be writable; for a cohort also no mask may land on a scan of the input folder."""
+    from ..core.io.output_guard import check_no_overlap, check_outputs, model_files
+
+    inputs = {"--input": src, "--pre": pre, "--model": model_files(args.model)}
+    if not files:
+        check_outputs(inputs, {"--output": args.output, "--probabilities": args.probabilities})
+        return
+    inputs["a scan in the --input folder"] = files
+    check_outputs(inputs, {"--output": args.output, "--probabilities": args.probabilities},
+                  folders=("--output", "--probabilities"), distinct_outputs=False)  # one folder may take both
+    names = [_output_name(f, args.output_format) for f in files]
+    check_no_overlap(inputs, {"--output": [Path(args.output) / n for n in names]}, distinct_outputs=False)
+    if args.probabilities:
+        check_no_overlap(inputs, {"--probabilities": [Path(args.probabilities) / _prob_name(n) for n in names]},
+                         distinct_outputs=False)
 
 
 def _rank_device(name: str) -> str:
@@ -108,16 +145,13 @@ def _is_dicom_series(folder: Path) -> bool:
                                    for p in others)
 
 
-def _run_cohort(predictor, src: Path, out_dir: Path, args) -> int:
+def _run_cohort(predictor, src: Path, files: list[Path], out_dir: Path, args) -> int:
     from tqdm import tqdm
 
-    from ..core.io import can_read
+    from ..core.io.atomic import write_text_atomic
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    files = sorted(p for p in src.iterdir() if can_read(p))
-    if not files:
-        raise LesionSegError(f"No readable scans in {src}.")
     mine = files[rank::world]
     out_dir.mkdir(parents=True, exist_ok=True)
     prob_dir = Path(args.probabilities) if args.probabilities else None
@@ -129,7 +163,7 @@ def _run_cohort(predictor, src: Path, out_dir: Path, args) -> int:
         name = _output_name(f, args.output_format)
         try:
             predict_file(predictor, f, out_dir / name,
-                         prob_dir / name.replace("_mask", "_prob") if prob_dir else None, args.threshold)
+                         prob_dir / _prob_name(name) if prob_dir else None, args.threshold)
         except LesionSegError as e:
             failures.append((f.name, str(e)))
         except Exception as e:  # noqa: BLE001 - one bad file must not stop a cohort
@@ -138,7 +172,7 @@ def _run_cohort(predictor, src: Path, out_dir: Path, args) -> int:
     print(f"{done} of {len(mine)} scans segmented into {out_dir}")
     if failures:
         report = out_dir / (f"errors_rank{rank}.txt" if world > 1 else "errors.txt")
-        report.write_text("".join(f"{n}\t{msg}\n" for n, msg in failures))
+        write_text_atomic(report, "".join(f"{n}\t{msg}\n" for n, msg in failures))
         for n, msg in failures:
             print(f"  failed: {n}: {msg}", file=sys.stderr)
         print(f"error report: {report}", file=sys.stderr)

@@ -56,10 +56,29 @@ def config_from_args(args) -> TrainConfig:
     return TrainConfig.from_dict(overrides)
 
 
+def check_paths(cfg: TrainConfig, config_path: str | None) -> None:
+    """The model name is a name, and the model and checkpoint folders are writable and none of the inputs."""
+    from pathlib import Path
+
+    from ..core.io.output_guard import check_outputs, model_files
+    from ..core.models.registry import user_models_dir
+    from ..core.names import check_model_name
+
+    cfg.name = check_model_name(cfg.name)
+    out = Path(cfg.output_dir) if cfg.output_dir else user_models_dir()
+    ckpt = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else out / ".checkpoints" / cfg.name
+    check_outputs({"--config": config_path, "--images": cfg.images, "--masks": cfg.masks,
+                   "--cases-json": cfg.cases_json, "--base": model_files(cfg.base)},
+                  {"--output-dir" if cfg.output_dir else "the model folder": out,
+                   "--checkpoint-dir" if cfg.checkpoint_dir else "the checkpoint folder": ckpt},
+                  folders=("--output-dir", "the model folder", "--checkpoint-dir", "the checkpoint folder"))
+
+
 def run(args) -> int:
     from ..core.training.loop import train
 
     cfg = config_from_args(args)
+    check_paths(cfg, args.config)
 
     def show(ev: dict) -> None:
         if args.quiet:

@@ -4,7 +4,7 @@ Each mask is kept as one compressed `.npz` in the autosave folder (`$LESIONSEG_A
 `platformdirs.user_data_dir("napari-lesionseg")/autosave`), named after the layer and the scan it belongs
 to, holding the array and a JSON record: layer name, source scan path, spacing, NIfTI affine, shape, dtype,
 time saved. Saving the same layer again replaces its file; the write is atomic (temporary file in the same
-folder, then `os.replace`), so a crash while saving leaves the previous autosave intact.
+folder, then `os.replace`, by `io/atomic.py`), so a crash while saving leaves the previous autosave intact.
 
 Qt-free: `napari_lesionseg.napari.autosave` runs the timer and the "Recover autosaved masks" action.
 """
@@ -17,13 +17,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .geometry import Geometry
+from .io.atomic import atomic_path
 
 __all__ = ["autosave_dir", "AutosaveEntry", "autosave_mask", "list_autosaves", "load_autosave",
            "remove_autosave", "prune_autosaves", "autosave_key"]
@@ -115,18 +115,11 @@ def autosave_mask(
         "extra": extra or {},
     }
     target = folder / f"{autosave_key(name, source)}{SUFFIX}"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, mask=mask, record=np.array(json.dumps(record)))
-            f.flush()
-            with contextlib.suppress(OSError):
-                os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, mask=mask, record=np.array(json.dumps(record)))
+        f.flush()
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+            os.fsync(f.fileno())
     return target
 
 

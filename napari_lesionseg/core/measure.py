@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -351,26 +350,19 @@ def measurements_to_dataframe(measurements: list[LesionMeasurement]):
 
 
 def write_measurements_csv(measurements: list[LesionMeasurement], path: str | os.PathLike) -> Path:
-    """Write the table as CSV atomically (temporary file in the same folder, then rename)."""
+    """Write the table as CSV atomically (the project's one atomic writer, `io/atomic.py`)."""
     import csv
+
+    from .io.atomic import atomic_path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cols, rows = measurements_to_rows(measurements)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(cols)
-            for r in rows:
-                w.writerow(["" if v is None else v for v in r])
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for r in rows:
+            w.writerow(["" if v is None else v for v in r])
     return path
 
 

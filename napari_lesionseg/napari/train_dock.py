@@ -39,6 +39,7 @@ from qtpy.QtWidgets import (
 from ..core.errors import LesionSegError
 from ..core.models import default_registry
 from ..core.models.card import MODALITIES
+from ..core.names import check_model_name
 from ..core.training.config import TrainConfig
 from ..core.training.data import Case
 from ..core.training.losses import LOSSES
@@ -358,9 +359,7 @@ class FineTuneDock(QWidget):
     # -- training ----------------------------------------------------------------------------------------
     def build_config(self) -> TrainConfig:
         base = self._base_card(self.base_combo.currentText())
-        name = self.name_edit.text().strip() or self.name_edit.placeholderText()
-        if not name or any(ch in name for ch in '/\\:*?"<>|'):
-            raise LesionSegError("Give the new model a name without / \\ : * ? \" < > |.")
+        name = check_model_name(self.name_edit.text().strip() or self.name_edit.placeholderText())
         modality = base.modality if base else self.modality_combo.currentText()
         kw = dict(name=name, modality=modality, epochs=self.epochs.value(),
                   learning_rate=self.learning_rate.value(), batch_size=self.batch_size.value(),

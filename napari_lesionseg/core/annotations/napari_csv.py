@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LesionSegError
+from ..io.atomic import atomic_path
 
 
 @dataclass
@@ -123,7 +124,7 @@ def write_shapes_csv(path, shapes: list[np.ndarray], shape_types: list[str] | No
     """The same CSV napari writes (used by tests and to save converted annotations)."""
     ndim = max(s.shape[1] for s in shapes)
     shape_types = shape_types or ["line"] * len(shapes)
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index", "shape-type", "vertex-index", *[f"axis-{i}" for i in range(ndim)]])
         for i, (s, t) in enumerate(zip(shapes, shape_types)):
@@ -134,7 +135,7 @@ def write_shapes_csv(path, shapes: list[np.ndarray], shape_types: list[str] | No
 def write_points_csv(path, coords: np.ndarray, properties: dict | None = None) -> None:
     coords = np.atleast_2d(np.asarray(coords, float))
     properties = properties or {}
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index", *[f"axis-{i}" for i in range(coords.shape[1])], *properties])
         for i, c in enumerate(coords):

@@ -1,13 +1,17 @@
 """Atomic writes: a crash or a bad input never leaves a half-written file, and the source scan is never overwritten.
 
 Writers produce a temporary file in the destination folder (same file system, so `os.replace` is atomic) whose
-name keeps the real extension (nibabel picks gzip from '.gz'), then rename it over the destination.
+name keeps the real extension (nibabel picks gzip from '.gz'), then rename it over the destination. The file gets
+the permissions a plain `open(path, "w")` would give it (0666 minus the umask, or the mode of the file it replaces),
+not mkstemp's private 0600: colleagues on a shared cohort server must be able to read the masks and tables.
+This is the project's one atomic writer: masks, CSV tables, autosaves, published models and checkpoints use it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -62,8 +66,40 @@ def atomic_path(path: str | os.PathLike, sources: Iterable[str | os.PathLike | N
     tmp = Path(tmp_name)
     try:
         yield tmp
+        with contextlib.suppress(OSError):  # some network shares have no Unix modes; the write must not fail
+            os.chmod(tmp, _mode_for(target))
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask alone must set it to read it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mode_for(target: Path) -> int:
+    """What a plain write would give: the replaced file's own mode, else 0666 minus the umask."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, newline: str | None = None) -> Path:
+    """Write a text file atomically (CSV tables, JSON cards, error reports)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline=newline, encoding="utf-8") as f:
+            f.write(text)
+    return Path(path)

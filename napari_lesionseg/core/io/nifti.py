@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import LesionSegError
 from ..geometry import Geometry
+from .memory import check_fits_in_memory
 from .scan import Scan, check_array
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -36,12 +37,21 @@ def spacing_from_affine(affine: np.ndarray) -> tuple[float, ...]:
     return tuple(float(v) for v in np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0))
 
 
+def _read_dtype(img) -> np.dtype:
+    """The dtype nibabel returns: the stored one, or float when the header scales the values."""
+    slope, inter = getattr(img.dataobj, "slope", None), getattr(img.dataobj, "inter", None)
+    if (slope is not None and slope != 1) or (inter is not None and inter != 0):
+        return np.dtype(np.float64)
+    return np.dtype(img.get_data_dtype())
+
+
 def read_nifti(path: str | Path, *, modality: str | None = None) -> list[Scan]:
     import nibabel as nib
 
     path = Path(path)
     try:
         img = nib.load(str(path))
+        check_fits_in_memory(img.shape, _read_dtype(img), path.name)
         data = np.asanyarray(img.dataobj)
     except FileNotFoundError:
         raise LesionSegError(f"File not found: {path}") from None

@@ -46,6 +46,11 @@ def _pil_to_array(path: Path) -> np.ndarray:
         raise LesionSegError(f"File not found: {path}") from None
     except UnidentifiedImageError:
         raise LesionSegError(f"{path.name} is not an image this plugin can read (unknown or corrupt format).") from None
+    except Image.DecompressionBombError as e:  # a header claiming billions of pixels: damaged or hostile
+        claimed = re.search(r"\((\d+) pixels\)", str(e))
+        count = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
+        raise LesionSegError(f"{path.name}: its header claims {count}, more than an image file of this kind can "
+                             "sensibly hold; is the file damaged?") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise LesionSegError(f"{path.name} could not be read (truncated or corrupt?): {e}") from None
     if arr.dtype == np.int32 and arr.size and arr.min() >= 0 and arr.max() <= 65535:

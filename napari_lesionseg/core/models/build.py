@@ -81,18 +81,31 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
+def load_weights_into(net: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load `state` into `net`, or raise LesionSegError naming the first tensor that does not fit (a weights file
+    made for another architecture, encoder or number of classes), instead of torch's page of size mismatches."""
+    own = net.state_dict()
+    wrong = [k for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if wrong:
+        k = wrong[0]
+        more = f" ({len(wrong)} tensors differ)" if len(wrong) > 1 else ""
+        raise LesionSegError(f"{what}: weights do not fit the architecture: tensor {k} has shape "
+                             f"{tuple(state[k].shape)} in the file but the network needs {tuple(own[k].shape)}{more}.")
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        example = f"e.g. {missing[0]} missing" if missing else f"e.g. {unexpected[0]} not in the network"
+        raise LesionSegError(f"{what}: weights do not fit the architecture ({len(missing)} missing, "
+                             f"{len(unexpected)} unexpected tensors; {example}).")
+    net.load_state_dict(state)
+
+
 def load_model(card: ModelCard, device: torch.device | str = "cpu") -> LoadedModel:
     wp = card.weights_path
     if wp is None or not wp.exists():
         raise LesionSegError(f"Model {card.name}: weights file {wp} is missing.")
     net = build_network(card)
-    state = load_state(wp)
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise LesionSegError(
-            f"Model {card.name}: weights do not fit the architecture "
-            f"({len(missing)} missing, {len(unexpected)} unexpected tensors)."
-        )
+    load_weights_into(net, load_state(wp), f"Model {card.name}")
     device = torch.device(device)
     net.to(device).eval()
     return LoadedModel(card=card, net=net, device=device)

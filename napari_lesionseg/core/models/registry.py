@@ -51,6 +51,8 @@ class ModelRegistry:
             if not d.is_dir():
                 continue
             for p in sorted(d.glob("*.json")):
+                if p.name.startswith("."):  # a card being written (io/atomic.py's temporary file)
+                    continue
                 try:
                     card = ModelCard.read(p)
                 except LesionSegError:

@@ -19,8 +19,10 @@ import numpy as np
 import torch
 
 from ..errors import Cancelled, LesionSegError
+from ..io.atomic import atomic_path
 from ..metrics import dice
-from ..models.build import build_network, load_state
+from ..names import check_model_name
+from ..models.build import build_network, load_state, load_weights_into
 from ..models.card import ClassInfo, ModelCard
 from ..models.registry import default_registry, user_models_dir
 from .augment import augment_batch
@@ -165,6 +167,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
           cancelled: Callable[[], bool] | None = None, cases: list[Case] | None = None,
           resume: bool = True, publish: bool = True) -> TrainResult:
     """Train or fine-tune a model as `cfg` says; returns the published card (None if nothing was learned)."""
+    cfg.name = check_model_name(cfg.name)  # it becomes file names: never a path out of the model folder
     world, rank, local = _dist_info()
     emit = (progress or (lambda d: None)) if rank == 0 else (lambda d: None)  # one voice under torchrun
     if cfg.num_threads:
@@ -225,7 +228,7 @@ def _train_on_device(cfg: TrainConfig, device: torch.device, world: int, rank: i
     net = build_network(card)
     if cfg.base:
         base_card = default_registry().get(cfg.base)
-        net.load_state_dict(load_state(base_card.weights_path))
+        load_weights_into(net, load_state(base_card.weights_path), f"Base model {base_card.name}")
     elif cfg.encoder_init:
         from ..models.pretrained import load_pretrained_encoder
 
@@ -257,7 +260,7 @@ def _train_on_device(cfg: TrainConfig, device: torch.device, world: int, rank: i
     best_score, best_state, best_record, stale = -math.inf, None, {}, 0
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        net.load_state_dict(state["model"])
+        load_weights_into(net, state["model"], f"The checkpoint {ckpt_path} (start over with --no-resume)")
         opt.load_state_dict(state["optimizer"])
         if ema_net is not None:
             ema_net.load_state_dict(state.get("ema_model") or state["model"])
@@ -360,12 +363,11 @@ def _train_on_device(cfg: TrainConfig, device: torch.device, world: int, rank: i
         emit({"kind": "epoch", **record})
         if rank == 0 and not was_cancelled:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt_path.with_suffix(".tmp")
-            torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step,
-                        "history": history, "best_score": best_score, "stale": stale, "best_model": best_state,
-                        "best_record": best_record,
-                        "ema_model": ema_net.state_dict() if ema_net is not None else None}, tmp)
-            os.replace(tmp, ckpt_path)
+            with atomic_path(ckpt_path) as tmp:
+                torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                            "step": step, "history": history, "best_score": best_score, "stale": stale,
+                            "best_model": best_state, "best_record": best_record,
+                            "ema_model": ema_net.state_dict() if ema_net is not None else None}, tmp)
         if was_cancelled:
             break
         if cfg.early_stopping and stale >= cfg.early_stopping:

@@ -7,33 +7,28 @@ never offered (MONAI Label's lesson: inference picks up only complete checkpoint
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..io.atomic import atomic_path
 from ..models.build import save_weights
 from ..models.card import ModelCard
 from ..models.registry import ModelRegistry, default_registry, user_models_dir
+from ..names import check_model_name
 
 
 def _atomic_write_bytes(path: Path, writer) -> None:
+    """`writer(tmp_path)` fills a temporary file that then replaces `path` (the project's one atomic writer)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; a published model is meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        writer(tmp)
 
 
 def publish_model(net: torch.nn.Module, card: ModelCard, output_dir: str | Path | None = None,
                   registry: ModelRegistry | None = None) -> ModelCard:
     """Write `<name>.safetensors` and `<name>.json` into output_dir (default: per-user models) and announce it."""
+    card.name = check_model_name(card.name)
     registry = registry or default_registry()
     out = Path(output_dir) if output_dir else user_models_dir()
     out.mkdir(parents=True, exist_ok=True)
