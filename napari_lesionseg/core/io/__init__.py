@@ -17,7 +17,7 @@ from .dce import percentage_enhancement, phases_from_4d, subtraction
 from .dicom import folder_has_dicom, looks_like_dicom, read_dicom_file, read_dicom_folder
 from .nifti import NIFTI_SUFFIXES, is_nifti, read_nifti
 from .raster import RASTER_SUFFIXES, TIFF_SUFFIXES, read_raster
-from .scan import MODALITIES, Scan
+from .scan import MODALITIES, Scan, note_non_finite
 from .slide import OPENSLIDE_SUFFIXES, TIFFLIKE_SLIDES, read_openslide, read_tiff_slide, tiff_is_slide
 from .writers import MASK_SUFFIXES, write_image_array, write_mask, write_probabilities, write_pyramidal_tiff
 
@@ -76,6 +76,8 @@ def read_scan(path: str | os.PathLike, *, modality: str | None = None, spacing=N
             f"{p.name}: unsupported format. Open NIfTI (.nii/.nii.gz), DICOM (.dcm or a series folder), "
             "PNG/JPEG/BMP/PGM, or TIFF/OME-TIFF/SVS slides."
         )
+    for s in scans:
+        note_non_finite(s)
     if expect_ndim is not None:
         for s in scans:
             n = sum(1 for a in s.axes if a in "tzyx")
