@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import LesionSegError
+from ._inputs import add_series_option, read_input, warn
 
 
 def add_parser(sub) -> None:
@@ -27,6 +28,10 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--output-format", default=None,
                    help="for folders: mask file extension (default .nii.gz for NIfTI/DICOM inputs, else .png)")
+    p.add_argument("--force", action="store_true",
+                   help="run even when the model is for another modality, or for colour (H&E) images and the input "
+                        "is grayscale (refused otherwise: the result would mean nothing)")
+    add_series_option(p)
     p.set_defaults(func=run)
 
 
@@ -41,26 +46,24 @@ def _output_name(src: Path, fmt: str | None) -> str:
     return name + "_mask" + (fmt or ".nii.gz")
 
 
-def _one_scan(src: Path):
-    from ..core.io import read_scan
-
-    scans = read_scan(src)
-    if len(scans) > 1:
-        raise LesionSegError(f"{src} holds {len(scans)} series; give one series folder or file.")
-    return scans[0]
+def _one_scan(src: Path, series: str | None = None, shown: set | None = None):
+    return read_input(src, series=series, shown=shown)
 
 
 def predict_file(predictor, src: Path, out: Path, prob_out: Path | None, threshold: float | None,
-                 progress=None, pre: Path | None = None) -> Path:
-    from ..core.inference.run import mask_from_probs, predict_scan
+                 progress=None, pre: Path | None = None, series: str | None = None, force: bool = False) -> Path:
+    from ..core.inference.run import ModelMismatch, mask_from_probs, predict_scan
     from ..core.io import write_mask, write_probabilities
 
-    scan = _one_scan(src)
+    scan = _one_scan(src, series)
     if pre is not None:
         from ..core.io.dce import subtraction
 
-        scan = subtraction(scan, _one_scan(pre))  # checks the two phases share one grid
-    probs = predict_scan(predictor, scan, progress=progress)
+        scan = subtraction(scan, _one_scan(pre, series))  # checks the two phases share one grid
+    try:
+        probs = predict_scan(predictor, scan, progress=progress, force=force, notice=warn)
+    except ModelMismatch as e:
+        raise LesionSegError(f"{e} Pass --force to run it anyway.") from None
     mask = mask_from_probs(probs, predictor.card, threshold)
     write_mask(mask, scan.geometry, out, source_path=src)
     if prob_out is not None:
@@ -93,7 +96,8 @@ def run(args) -> int:
         raise LesionSegError(f"Pre-contrast scan not found: {pre}")
     if not is_cohort:
         out = predict_file(predictor, src, Path(args.output),
-                           Path(args.probabilities) if args.probabilities else None, args.threshold, pre=pre)
+                           Path(args.probabilities) if args.probabilities else None, args.threshold, pre=pre,
+                           series=args.series, force=args.force)
         print(f"wrote {out}")
         return 0
     return _run_cohort(predictor, src, Path(args.output), args)
@@ -144,7 +148,8 @@ def _run_cohort(predictor, src: Path, out_dir: Path, args) -> int:
         name = _output_name(f, args.output_format)
         try:
             predict_file(predictor, f, out_dir / name,
-                         prob_dir / name.replace("_mask", "_prob") if prob_dir else None, args.threshold)
+                         prob_dir / name.replace("_mask", "_prob") if prob_dir else None, args.threshold,
+                         series=args.series, force=args.force)
         except LesionSegError as e:
             failures.append((f.name, str(e)))
         except Exception as e:  # noqa: BLE001 - one bad file must not stop a cohort

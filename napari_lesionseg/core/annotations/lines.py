@@ -326,6 +326,9 @@ def lines_to_labels(image, lines: Sequence[Line], *, spacing=None, method: str =
     if lines is None or len(lines) == 0:
         raise LesionSegError("There are no lines: draw a line across each lesion (Shapes layer, line tool).")
     img = _spatial(image, rgb)
+    from ..checks import check_image_size
+
+    check_image_size(img.shape, "The image", "the line tool")
     sp = _spacing(spacing, img.ndim)
     if method not in METHODS:
         raise LesionSegError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")

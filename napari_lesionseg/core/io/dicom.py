@@ -241,7 +241,7 @@ def _scan_from_dataset(ds, arr, path: Path, *, modality=None, spacing=None) -> S
     scan = Scan(data=arr, geometry=geom, modality=mod, name=name, rgb=rgb, axes=axes,
                 contrast_limits=window, metadata={"dicom": summary(ds), "photometric": photometric})
     if ps is None and spacing is None:
-        scan.warn(f"{path.name} does not state its pixel spacing; using 1 mm.")
+        scan.warn(f"{path.name} does not state its pixel spacing: sizes are in pixels (a pixel counts as 1).")
     for n in notes:
         scan.metadata.setdefault("notes", []).append(n)
     return scan
