@@ -84,7 +84,7 @@ def run(args) -> int:
     print(f"{len(results)} lesion(s) measured -> {out}")
     for m in results[:20]:
         size = m.n_voxels if m.size_unit == "voxels" else m.size
-        print(f"  lesion {m.label}: {size:.4g} {m.size_unit}, long {m.long_axis_mm:.1f} {m.length_unit}, "
+        print(f"  lesion {m.label}: {size:.6g} {m.size_unit}, long {m.long_axis_mm:.1f} {m.length_unit}, "
               f"short {m.short_axis_mm:.1f} {m.length_unit}")
     if len(results) > 20:
         print(f"  … {len(results) - 20} more in the table")

@@ -383,7 +383,7 @@ def size_text(n_pixels: int, spacing, spacing_known: bool) -> str:
     ndim = len(spacing)
     what = "voxels" if ndim == 3 else "pixels"
     if not spacing_known:
-        return f"{n_pixels} {what} (pixel size unknown: no mm)"
+        return f"{n_pixels} {what} (pixel size unknown)"
     cell = float(np.prod(spacing))
     if ndim == 3:
         return f"{n_pixels} {what} = {n_pixels * cell / 1000.0:.2f} mL"
