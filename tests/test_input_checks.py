@@ -370,3 +370,29 @@ def test_nan_voxels_are_background_when_segmenting(tmp_path, tmp_path_factory, _
     assert code == 0 and "treated as background" in err
     mask = np.asarray(nib.load(tmp_path / "m.nii.gz").dataobj)
     assert mask.shape == (64, 64, 6)
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_segment_dock_warns_about_the_wrong_modality(make_napari_viewer, qtbot, tmp_path, tmp_path_factory,
+                                                     _user_model_dir):
+    """The dock uses the same core rule: an ultrasound model on an MRI volume gives a napari warning (the user
+    chose it, so it still runs); NaN voxels are said and segmented as background."""
+    from napari.layers import Labels
+    from napari.utils.notifications import notification_manager
+
+    model = _install("gray2d", tmp_path_factory, _user_model_dir)
+    src = _nifti_volume(tmp_path / "t1.nii.gz", bad_value=np.nan)
+    viewer = make_napari_viewer()
+    viewer.open(str(src), plugin="napari-lesionseg")
+    _, dock = viewer.window.add_plugin_dock_widget("napari-lesionseg", "Segment lesions")
+    dock.refresh_models()
+    dock.model_combo.setCurrentText(model)
+    dock.scope_combo.setCurrentText("Current slice")
+    seen = []
+    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
+    dock.segment_btn.click()
+    qtbot.waitUntil(lambda: dock._worker is None, timeout=120_000)
+    assert any("ultrasound" in m and "MRI" in m for m in seen), seen
+    assert any("treated as background" in m for m in seen), seen
+    assert any(isinstance(la, Labels) for la in viewer.layers)
