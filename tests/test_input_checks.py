@@ -264,6 +264,8 @@ def test_fit_rule_is_one_core_function():
     guessed = fit_report(us, image_name="mdb005", spatial_shape=(64, 64), rgb=False, modality="mammography",
                          modality_guessed=True)
     assert not guessed.mismatches and guessed.notes  # PNG guesses between ultrasound and mammography only note
+    other = fit_report(us, image_name="capture", spatial_shape=(64, 64), rgb=False, modality="ot")
+    assert not other.mismatches and other.notes  # a DICOM secondary capture says nothing about the modality
     (msg,) = fit_report(he, image_name="g", spatial_shape=(64, 64), rgb=False, modality="ultrasound").mismatches
     assert "colour" in msg
 

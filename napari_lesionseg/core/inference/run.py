@@ -36,7 +36,8 @@ def fit_report(card, *, image_name: str, spatial_shape, rgb: bool, has_time: boo
     on a grayscale volume, an image under MIN_IMAGE_SIDE pixels. Returns as mismatches what runs but gives a
     meaningless result: a colour (H&E) model on a grayscale image, and a model of another modality when the file
     says what it is (DICOM Modality tag, NIfTI volume, slide). A modality guessed from a PNG/JPEG/TIFF's pixels
-    (ultrasound vs mammography look alike; a colour photo is not always H&E) is only a note.
+    (ultrasound vs mammography look alike; a colour photo is not always H&E), or a DICOM Modality outside the four
+    (e.g. OT, a secondary capture), is only a note.
     """
     from ..checks import check_image_size
 
@@ -55,7 +56,7 @@ def fit_report(card, *, image_name: str, spatial_shape, rgb: bool, has_time: boo
     if modality and modality != card.modality:
         model_word = MODALITY_WORDS.get(card.modality, card.modality)
         image_word = MODALITY_WORDS.get(modality, modality)
-        if modality_guessed:
+        if modality_guessed or modality not in MODALITY_WORDS:  # a guess, or a DICOM "OT"/"CT" we do not know
             report.notes.append(f"{image_name} looks like {image_word} (guessed from the file); model {card.name} "
                                 f"is for {model_word}.")
         elif not report.mismatches:  # a colour model on grayscale is said once
