@@ -73,7 +73,6 @@ def predict_file(predictor, src: Path, out: Path, prob_out: Path | None, thresho
 
 
 def run(args) -> int:
-    from ..core.inference.engine import Predictor
     from ..core.io import MASK_SUFFIXES, can_read, read_scan  # noqa: F401  (imported early: clear error if missing)
     from ..core.models import default_registry
 
@@ -86,9 +85,11 @@ def run(args) -> int:
     if (not src.is_dir() or _is_dicom_series(src)) and not out_name.endswith(MASK_SUFFIXES):
         raise LesionSegError(f"Cannot write {Path(args.output).name}: use one of {', '.join(MASK_SUFFIXES)}.")
     card = default_registry().get(args.model)
-    predictor = Predictor(card, device=_rank_device(args.device), batch_size=args.batch_size,
-                          notice=lambda m: print(f"lesionseg: {m}", file=sys.stderr))
+    predictor = _LazyPredictor(card, device=_rank_device(args.device), batch_size=args.batch_size,
+                               notice=lambda m: print(f"lesionseg: {m}", file=sys.stderr))
     is_cohort = src.is_dir() and not _is_dicom_series(src)
+    if is_cohort:
+        predictor.load()  # a model that cannot load is one error, not one per file
     pre = Path(args.pre) if args.pre else None
     if pre is not None and is_cohort:
         raise LesionSegError("--pre takes one pre-contrast scan for one --input scan, not a cohort folder.")
@@ -101,6 +102,27 @@ def run(args) -> int:
         print(f"wrote {out}")
         return 0
     return _run_cohort(predictor, src, Path(args.output), args)
+
+
+class _LazyPredictor:
+    """A Predictor whose weights load on first use: an input refused by the checks costs no model load."""
+
+    def __init__(self, card, **kwargs):
+        self.card = card
+        self._kwargs = kwargs
+        self._predictor = None
+
+    def load(self):
+        if self._predictor is None:
+            from ..core.inference.engine import Predictor
+
+            self._predictor = Predictor(self.card, **self._kwargs)
+        return self._predictor
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.load(), name)
 
 
 def _rank_device(name: str) -> str:
