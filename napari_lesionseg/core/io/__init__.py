@@ -135,5 +135,6 @@ def pick_series(scans: list[Scan], choice: str | None, source: str | os.PathLike
             return match[0]
         if len(match) > 1:
             raise LesionSegError(f"--series {text!r} matches {len(match)} series of {where}: "
-                                 f"{', '.join(s.name for s in match)}. Give its number or #N: {describe_series(scans)}.")
+                                 f"{', '.join(s.name for s in match)}. Give its number or #N: "
+                                 f"{describe_series(scans)}.")
     raise LesionSegError(f"--series {text!r}: no such series in {where}. It holds: {describe_series(scans)}.")
