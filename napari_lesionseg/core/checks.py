@@ -96,9 +96,3 @@ def replace_non_finite(data: np.ndarray, what: str) -> tuple[np.ndarray, str | N
     return out, (f"{what} has {n_bad} NaN or infinite values ({share:.2g}% of it); they were treated as background "
                  f"(set to the lowest finite value, {low:.4g}) for segmenting.")
 
-
-def non_finite_count(data) -> int:
-    a = np.asarray(data)
-    if not np.issubdtype(a.dtype, np.floating):
-        return 0
-    return int(np.count_nonzero(~np.isfinite(a)))
