@@ -294,6 +294,16 @@ def test_train_says_which_images_have_no_mask(tmp_path):
     assert msg.startswith("4 image/mask pairs found; 6 images") and "case04.png" in msg and "(+1 more)" in msg
 
 
+@pytest.mark.slow
+def test_train_cli_prints_the_pairs_it_found(tmp_path, capsys):
+    images, masks = _pairs(tmp_path)
+    code, out, _ = _run(["train", "--images", images, "--masks", masks, "--modality", "ultrasound", "--name",
+                         "half", "--epochs", "1", "--batch-size", "2", "--threads", "1", "--output-dir",
+                         tmp_path / "out"], capsys)
+    assert code == 0
+    assert "4 image/mask pairs found; 6 images" in out and "case04.png, case05.png" in out
+
+
 def test_train_refuses_images_as_their_own_masks(tmp_path, capsys):
     images, _ = _pairs(tmp_path)
     code, _, err = _run(["train", "--images", images, "--masks", Path(str(images) + "/../images"),
