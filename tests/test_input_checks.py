@@ -408,3 +408,20 @@ def test_segment_dock_warns_about_the_wrong_modality(make_napari_viewer, qtbot, 
     assert any("ultrasound" in m and "MRI" in m for m in seen), seen
     assert any("treated as background" in m for m in seen), seen
     assert any(isinstance(la, Labels) for la in viewer.layers)
+
+
+def test_line_tool_treats_nan_as_background(tmp_path, capsys):
+    from test_annotations_lines import lesion_image
+    from napari_lesionseg.core.annotations import longest_diameter
+
+    img, truth = lesion_image(seed=4)
+    vol = np.repeat(img[None].astype(np.float32), 5, axis=0)
+    vol[:, :4, :] = np.nan
+    nib.Nifti1Image(vol.T, np.diag([0.5, 0.5, 2.0, 1.0])).to_filename(tmp_path / "nan.nii.gz")
+    p0, p1 = longest_diameter(truth)
+    lines = napari_shapes_csv(tmp_path / "l.csv", [[[2, *p0], [2, *p1]]], ["line"])
+    code, out, err = _run(["lines-to-masks", "--image", tmp_path / "nan.nii.gz", "--annotations", lines,
+                           "--output", tmp_path / "m.nii.gz"], capsys)
+    assert code == 0 and "NaN or infinite" in err and "mL" in out
+    mask = np.asarray(nib.load(tmp_path / "m.nii.gz").dataobj).T
+    assert mask[2].any() and not mask[:, :4].any()

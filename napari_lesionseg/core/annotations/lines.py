@@ -53,9 +53,10 @@ def _spatial(image: np.ndarray, rgb: bool | None) -> np.ndarray:
     if a.ndim not in (2, 3) or 0 in a.shape:
         raise LesionSegError(f"Expected a 2D image or a 3D volume, got an array of shape {np.shape(image)}.")
     a = a.astype(np.float32, copy=False)
-    if not np.isfinite(a).all():
-        raise LesionSegError("The image contains NaN or infinite values.")
-    return a
+    from ..checks import replace_non_finite
+
+    return replace_non_finite(a, "The image")[0]  # NaN/Inf are background, as when a model segments (the reader
+    # already warned about them)
 
 
 def _spacing(spacing, ndim: int) -> np.ndarray:
