@@ -172,8 +172,9 @@ def _equal_rgb_to_gray(arr: np.ndarray, scan_note: list) -> tuple[np.ndarray, bo
 
 
 def summary(ds) -> dict:
-    keys = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "InstanceNumber",
-            "Modality", "Manufacturer", "PhotometricInterpretation", "BodyPartExamined", "ViewPosition", "ImageLaterality", "Laterality")
+    keys = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription",
+            "InstanceNumber", "Modality", "Manufacturer", "PhotometricInterpretation", "BodyPartExamined",
+            "ViewPosition", "ImageLaterality", "Laterality")
     return {k: str(getattr(ds, k)) for k in keys if getattr(ds, k, None) not in (None, "")}
 
 
