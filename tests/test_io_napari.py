@@ -98,10 +98,14 @@ def test_bad_files_give_a_notification_and_no_layer(make_napari_viewer, tmp_path
     rgba = np.zeros((10, 10, 4), np.uint8)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "transparent.png")
     viewer = make_napari_viewer()
-    for name in ("cut.png", "nan.nii.gz", "transparent.png"):
+    for name in ("cut.png", "transparent.png"):
         layers = viewer.open(tmp_path / name, plugin=PLUGIN)
         assert layers == []
     assert len(viewer.layers) == 0
+    # Issue 14: a NIfTI with NaN voxels opens (it could not even be viewed), with a warning and a finite display
+    (layer,) = viewer.open(tmp_path / "nan.nii.gz", plugin=PLUGIN)
+    assert np.isnan(layer.data).sum() == 1 and np.isfinite(layer.contrast_limits).all()
+    viewer.reset_view()
     messages = [str(n.message) for n in notifications]
     assert any("cut.png" in m for m in messages)
     assert any("NaN" in m for m in messages)

@@ -107,12 +107,15 @@ def test_4d_nifti_puts_time_first_and_can_be_refused_where_3d_is_expected(tmp_pa
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_non_finite_nifti_is_refused(tmp_path, bad):
+def test_non_finite_nifti_opens_with_a_warning(tmp_path, bad):
+    """Issue 14: a NIfTI with NaN/Inf could not even be viewed; it opens, says so, and shows its finite range."""
     vol = np.ones((4, 5, 6), np.float32)
     vol[1, 2, 3] = bad
+    vol[0, 0, 0] = 7.0
     nib.Nifti1Image(vol, np.eye(4)).to_filename(tmp_path / "nan.nii.gz")
-    with pytest.raises(LesionSegError, match="NaN or infinite"):
-        read_scan(tmp_path / "nan.nii.gz")
+    (scan,) = read_scan(tmp_path / "nan.nii.gz")
+    assert any("NaN or infinite" in w for w in scan.metadata["warnings"])
+    assert scan.contrast_limits == (1.0, 7.0)
 
 
 def test_zero_sized_axis_is_refused(tmp_path):

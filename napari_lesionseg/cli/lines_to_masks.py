@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import LesionSegError
+from ._inputs import add_series_option, add_spacing_option, read_input
 
 
 def add_parser(sub) -> None:
@@ -29,20 +30,14 @@ def add_parser(sub) -> None:
                    help="auto: the line-prompted U-Net for 2D images, a 3D random walker for volumes")
     p.add_argument("--world", action="store_true",
                    help="coordinates are in mm (the Shapes layer had no scale), not pixel/voxel indices")
-    p.add_argument("--spacing", type=float, nargs="+", help="pixel size in mm for rasters that do not store it")
+    add_spacing_option(p)
+    add_series_option(p)
     p.set_defaults(func=run)
 
 
-def read_image(path: str, spacing=None):
-    """(array in napari order, Geometry, rgb) through the plugin's reader."""
-    from ..core.io import read_scan
-
-    sp = None
-    if spacing:
-        sp = spacing[0] if len(spacing) == 1 else tuple(spacing)
-    if str(path).lower().endswith((".nii", ".nii.gz")):
-        sp = None
-    scan = read_scan(path, spacing=sp)[0]
+def read_image(path: str, spacing=None, series: str | None = None):
+    """(array in napari order, Geometry, rgb) through the shared CLI reader (warnings printed)."""
+    scan = read_input(path, series=series, spacing=spacing)
     if scan.multiscale:
         raise LesionSegError(f"{Path(path).name} is a multi-resolution slide; annotate a tile instead.")
     if any(a == "t" for a in scan.axes):
@@ -58,9 +53,10 @@ def run(args) -> int:
     from ..core.annotations import lines_to_labels, pair_short_axes, read_shapes_csv, shapes_to_segments, world_to_voxels
     from ..core.io import write_mask
     from ..core.io.output_guard import check_outputs
+    from ..core.measure import size_text
 
     check_outputs({"--image": args.image, "--annotations": args.annotations}, {"--output": args.output})
-    image, geom, rgb = read_image(args.image, args.spacing)
+    image, geom, rgb = read_image(args.image, args.spacing, args.series)
     nd = spatial_ndim(image, rgb)
     shapes = read_shapes_csv(args.annotations)
     if args.world:
@@ -71,10 +67,10 @@ def run(args) -> int:
     out = write_mask(labels.astype(np.uint16 if labels.max() > 255 else np.uint8), geom, args.output,
                      source_path=args.image)
     sizes = np.bincount(labels.ravel())[1:]
-    unit = np.prod(geom.spacing)
-    what = "mm²" if nd == 2 else "mL"
-    scale = 1.0 if nd == 2 else 1e-3
+    if not geom.spacing_known:
+        print("note: the pixel size is unknown (the file does not state it): sizes are in pixels, not mm; "
+              "pass --spacing MM to get mm")
     for i, n in enumerate(sizes, start=1):
-        print(f"lesion {i}: {n} {'pixels' if nd == 2 else 'voxels'} = {n * unit * scale:.2f} {what}")
+        print(f"lesion {i}: {size_text(int(n), geom.spacing, geom.spacing_known)}")
     print(f"wrote {out}")
     return 0

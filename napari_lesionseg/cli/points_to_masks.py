@@ -10,9 +10,12 @@ image's pixel/voxel indices (or in mm with --world). Disks get label values 1, 2
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..core.errors import LesionSegError
+from ._inputs import add_series_option, add_spacing_option
 
 
 def add_parser(sub) -> None:
@@ -32,7 +35,8 @@ def add_parser(sub) -> None:
     g.add_argument("--heatmap", type=float, metavar="A", help="write exp(-A·d) instead of disks (d in px, or mm with --mm)")
     p.add_argument("--mm", action="store_true", help="radius and distances in millimetres (uses the image's spacing)")
     p.add_argument("--world", action="store_true", help="coordinates are in mm, not pixel/voxel indices")
-    p.add_argument("--spacing", type=float, nargs="+", help="pixel size in mm for rasters that do not store it")
+    add_spacing_option(p)
+    add_series_option(p)
     p.set_defaults(func=run)
 
 
@@ -44,7 +48,11 @@ def run(args) -> int:
 
     check_outputs({"--image": args.image, "--annotations": args.annotations, "--circles": args.circles},
                   {"--output": args.output})
-    image, geom, rgb = read_image(args.image, args.spacing)
+    image, geom, rgb = read_image(args.image, args.spacing, args.series)
+    if args.mm and not geom.spacing_known:
+        raise LesionSegError(f"--mm needs the pixel size, which "
+                             f"{Path(args.image).name} does not state: pass --spacing MM (e.g. --spacing 0.1), "
+                             "or give the radius in pixels (without --mm).")
     nd = spatial_ndim(image, rgb)
     shape = image.shape[:nd]
     if args.circles:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import LesionSegError
+from ._inputs import add_series_option, warn
 
 
 def add_parser(sub) -> None:
@@ -27,6 +28,10 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--output-format", default=None,
                    help="for folders: mask file extension (default .nii.gz for NIfTI/DICOM inputs, else .png)")
+    p.add_argument("--force", action="store_true",
+                   help="run even when the model is for another modality, or for colour (H&E) images and the input "
+                        "is grayscale (refused otherwise: the result would mean nothing)")
+    add_series_option(p)
     p.set_defaults(func=run)
 
 
@@ -42,11 +47,15 @@ def _output_name(src: Path, fmt: str | None) -> str:
 
 
 def predict_file(predictor, src: Path, out: Path, prob_out: Path | None, threshold: float | None,
-                 progress=None, pre: Path | None = None) -> Path:
-    from ..core.inference.run import segment_file
+                 progress=None, pre: Path | None = None, series: str | None = None, force: bool = False) -> Path:
+    from ..core.inference.run import ModelMismatch, segment_file
     from ..core.io import write_mask, write_probabilities
 
-    scan, probs, mask = segment_file(predictor, src, threshold, pre=pre, progress=progress)
+    try:
+        scan, probs, mask = segment_file(predictor, src, threshold, pre=pre, progress=progress, series=series,
+                                         force=force, notice=warn)
+    except ModelMismatch as e:
+        raise LesionSegError(f"{e} Pass --force to run it anyway.") from None
     write_mask(mask, scan.geometry, out, source_path=src)
     if prob_out is not None:
         fg = probs if not predictor.card.multiclass else 1.0 - probs[0]
@@ -55,7 +64,6 @@ def predict_file(predictor, src: Path, out: Path, prob_out: Path | None, thresho
 
 
 def run(args) -> int:
-    from ..core.inference.engine import Predictor
     from ..core.io import MASK_SUFFIXES, can_read, read_scan  # noqa: F401  (imported early: clear error if missing)
     from ..core.models import default_registry
 
@@ -79,11 +87,14 @@ def run(args) -> int:
     files = _cohort_files(src) if is_cohort else []
     check_paths(args, src, pre, files)  # every output, before the model is even loaded
     card = default_registry().get(args.model)
-    predictor = Predictor(card, device=_rank_device(args.device), batch_size=args.batch_size,
-                          notice=lambda m: print(f"lesionseg: {m}", file=sys.stderr))
+    predictor = _LazyPredictor(card, device=_rank_device(args.device), batch_size=args.batch_size,
+                               notice=lambda m: print(f"lesionseg: {m}", file=sys.stderr))
+    if is_cohort:
+        predictor.load()  # a model that cannot load is one error, not one per file
     if not is_cohort:
         out = predict_file(predictor, src, Path(args.output),
-                           Path(args.probabilities) if args.probabilities else None, args.threshold, pre=pre)
+                           Path(args.probabilities) if args.probabilities else None, args.threshold, pre=pre,
+                           series=args.series, force=args.force)
         print(f"wrote {out}")
         return 0
     return _run_cohort(predictor, src, files, Path(args.output), args)
@@ -119,6 +130,27 @@ def check_paths(args, src: Path, pre: Path | None, files: list[Path]) -> None:
     if args.probabilities:
         check_no_overlap(inputs, {"--probabilities": [Path(args.probabilities) / _prob_name(n) for n in names]},
                          distinct_outputs=False)
+
+
+class _LazyPredictor:
+    """A Predictor whose weights load on first use: an input refused by the checks costs no model load."""
+
+    def __init__(self, card, **kwargs):
+        self.card = card
+        self._kwargs = kwargs
+        self._predictor = None
+
+    def load(self):
+        if self._predictor is None:
+            from ..core.inference.engine import Predictor
+
+            self._predictor = Predictor(self.card, **self._kwargs)
+        return self._predictor
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.load(), name)
 
 
 def _rank_device(name: str) -> str:
@@ -163,7 +195,8 @@ def _run_cohort(predictor, src: Path, files: list[Path], out_dir: Path, args) ->
         name = _output_name(f, args.output_format)
         try:
             predict_file(predictor, f, out_dir / name,
-                         prob_dir / _prob_name(name) if prob_dir else None, args.threshold)
+                         prob_dir / _prob_name(name) if prob_dir else None, args.threshold,
+                         series=args.series, force=args.force)
         except LesionSegError as e:
             failures.append((f.name, str(e)))
         except Exception as e:  # noqa: BLE001 - one bad file must not stop a cohort

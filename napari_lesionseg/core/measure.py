@@ -15,6 +15,11 @@ For each lesion:
   pre-contrast image or an enhancement map is given;
 * the centroid in array indices (napari order) to jump to, and in world mm.
 
+Units follow whether the pixel size is known (`Geometry.spacing_known`): a PNG/JPEG that states no pixel size is
+measured in pixels, and the columns say so (`area_px2` or `volume_voxels`, `long_axis_px`, `short_axis_px`, no
+`centroid_*_mm`), so a table never calls pixels millimetres. `LesionMeasurement.spacing_known` carries the answer to
+every caller (CLI, Measure dock).
+
 Everything here is Qt-free; `napari_lesionseg.napari.measure_widget` shows the table and
 `lesionseg measure` writes it as CSV.
 """
@@ -39,6 +44,7 @@ __all__ = [
     "diameters_2d",
     "measurements_to_rows",
     "measurements_to_dataframe",
+    "size_text",
     "write_measurements_csv",
     "default_table_path",
 ]
@@ -61,13 +67,29 @@ class LesionMeasurement:
     """centroid in world millimetres (through the geometry's affine when known, else index x spacing)"""
     mean_intensity: float | None = None
     mean_enhancement: float | None = None
+    spacing_known: bool = True
+    """False when the pixel size is unknown: `size`, `long_axis_mm`, `short_axis_mm` are then in pixels."""
     long_axis_endpoints: np.ndarray | None = field(default=None, repr=False)
     """2x2 (row, col) array-index endpoints of the long axis on its slice (for drawing a line)"""
     short_axis_endpoints: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def size_column(self) -> str:
+        if not self.spacing_known:
+            return "volume_voxels" if self.ndim == 3 else "area_px2"
         return "volume_ml" if self.ndim == 3 else "area_mm2"
+
+    @property
+    def size_unit(self) -> str:
+        """Unit of `size` as a reader writes it: mm², mL, px² or voxels."""
+        if not self.spacing_known:
+            return "voxels" if self.ndim == 3 else "px²"
+        return "mL" if self.ndim == 3 else "mm²"
+
+    @property
+    def length_unit(self) -> str:
+        """Unit of the long and short axis: mm, or px when the pixel size is unknown."""
+        return "mm" if self.spacing_known else "px"
 
 
 # --------------------------------------------------------------------------------------------- lesions
@@ -216,10 +238,13 @@ def measure_lesions(
     enhancement: np.ndarray | None = None,
     geometry: Geometry | None = None,
     by: str = "auto",
+    spacing_known: bool | None = None,
 ) -> list[LesionMeasurement]:
     """Measure every lesion of a 2D (y, x) or 3D (z, y, x) mask.
 
     spacing: pixel/voxel size in mm per array axis (napari order); defaults to `geometry.spacing`, else 1.
+    spacing_known: whether that size is real millimetres; by default `geometry.spacing_known` when a geometry is
+    given, else True when `spacing` is given and False when neither is (sizes then in pixels).
     image: the scan (same shape) for `mean_intensity`; for DCE, the post-contrast image.
     pre: pre-contrast image; with `image`, `mean_enhancement` = mean(image - pre) over the lesion.
     enhancement: an enhancement map (e.g. post - pre) used directly for `mean_enhancement`.
@@ -228,7 +253,11 @@ def measure_lesions(
     mask = np.asarray(mask)
     if mask.ndim not in (2, 3):
         raise LesionSegError(f"measurements need a 2D or 3D mask, not {mask.ndim}D (shape {mask.shape})")
+    if spacing_known is None:
+        spacing_known = geometry.spacing_known if geometry is not None else spacing is not None
     spacing = _spacing_of(mask, spacing, geometry)
+    if not spacing_known:
+        spacing = (1.0,) * mask.ndim  # one pixel = 1: sizes in px, never a guessed mm
 
     def _check(arr, what):
         if arr is None:
@@ -271,7 +300,7 @@ def measure_lesions(
             k = int(ties[np.argmin(np.abs(ties + offset[0] - centroid[0]))])  # ties: the one nearest the centroid
             plane = region[k]
             slice_index = int(k + offset[0])
-            size = n * cell / 1000.0
+            size = n * cell / 1000.0 if spacing_known else float(n)
             in_plane = spacing[1:]
             off2 = offset[1:]
         else:
@@ -300,6 +329,7 @@ def measure_lesions(
                 centroid_mm=centroid_mm,
                 mean_intensity=mean_int,
                 mean_enhancement=mean_enh,
+                spacing_known=bool(spacing_known),
                 long_axis_endpoints=le,
                 short_axis_endpoints=se,
             )
@@ -311,14 +341,15 @@ def measure_lesions(
 
 
 def measurements_to_rows(measurements: list[LesionMeasurement]) -> tuple[list[str], list[list]]:
-    """(columns, rows) of a measurement table; columns depend on what was measured."""
+    """(columns, rows) of a measurement table; columns depend on what was measured and on the unit (mm or px)."""
     if not measurements:
         return ["label"], []
-    ndim = measurements[0].ndim
+    first = measurements[0]
+    ndim, known = first.ndim, first.spacing_known
+    length = first.length_unit
     axes = ("z", "y", "x") if ndim == 3 else ("y", "x")
-    cols = ["label"]
-    cols += ["n_voxels", "volume_ml"] if ndim == 3 else ["n_pixels", "area_mm2"]
-    cols += ["long_axis_mm", "short_axis_mm"]
+    cols = ["label", "n_voxels" if ndim == 3 else "n_pixels", first.size_column,
+            f"long_axis_{length}", f"short_axis_{length}"]
     if ndim == 3:
         cols.append("slice")
     has_int = any(m.mean_intensity is not None for m in measurements)
@@ -327,7 +358,9 @@ def measurements_to_rows(measurements: list[LesionMeasurement]) -> tuple[list[st
         cols.append("mean_intensity")
     if has_enh:
         cols.append("mean_enhancement")
-    cols += [f"centroid_{a}" for a in axes] + [f"centroid_{a}_mm" for a in axes]
+    cols += [f"centroid_{a}" for a in axes]
+    if known:
+        cols += [f"centroid_{a}_mm" for a in axes]
     rows = []
     for m in measurements:
         r = [m.label, m.n_voxels, round(m.size, 6), round(m.long_axis_mm, 3), round(m.short_axis_mm, 3)]
@@ -337,9 +370,23 @@ def measurements_to_rows(measurements: list[LesionMeasurement]) -> tuple[list[st
             r.append(None if m.mean_intensity is None else round(m.mean_intensity, 4))
         if has_enh:
             r.append(None if m.mean_enhancement is None else round(m.mean_enhancement, 4))
-        r += [round(c, 2) for c in m.centroid] + [round(c, 3) for c in m.centroid_mm]
+        r += [round(c, 2) for c in m.centroid]
+        if known:
+            r += [round(c, 3) for c in m.centroid_mm]
         rows.append(r)
     return cols, rows
+
+
+def size_text(n_pixels: int, spacing, spacing_known: bool) -> str:
+    """A region's size for a person: `23102 pixels = 231.02 mm²` when the pixel size is known, else only pixels."""
+    ndim = len(spacing)
+    what = "voxels" if ndim == 3 else "pixels"
+    if not spacing_known:
+        return f"{n_pixels} {what} (pixel size unknown)"
+    cell = float(np.prod(spacing))
+    if ndim == 3:
+        return f"{n_pixels} {what} = {n_pixels * cell / 1000.0:.2f} mL"
+    return f"{n_pixels} {what} = {n_pixels * cell:.2f} mm²"
 
 
 def measurements_to_dataframe(measurements: list[LesionMeasurement]):

@@ -203,7 +203,7 @@ class MeasureWidget(QWidget):
         spacing, known = self._spacing(layer)
         geom = geometry_from_metadata(layer.metadata, ndim=data.ndim)
         # a copy of the mask: the user may keep painting while a worker measures
-        kwargs = dict(mask=data.copy(), spacing=spacing, image=image, pre=pre, geometry=geom)
+        kwargs = dict(mask=data.copy(), spacing=spacing, image=image, pre=pre, geometry=geom, spacing_known=known)
         return layer, kwargs, known
 
     def _show_error(self, e: Exception) -> None:
@@ -261,9 +261,7 @@ class MeasureWidget(QWidget):
         return self.measurements
 
     def _fill_table(self) -> None:
-        cols, rows = measurements_to_rows(self.measurements)
-        if not self._spacing_known:  # say pixels, not mm, on screen (the CSV keeps its column names)
-            cols = [c.replace("area_mm2", "area_px").replace("_mm", "_px") for c in cols]
+        cols, rows = measurements_to_rows(self.measurements)  # mm or px columns, as core measured them
         self.table.clear()
         self.table.setColumnCount(len(cols))
         self.table.setRowCount(len(rows))

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core.checks import replace_non_finite
 from ..core.errors import Cancelled, LesionSegError
 from ..core.geometry import geometry_from_metadata
 from ..core.inference.device import available_devices
@@ -359,13 +360,21 @@ class SegmentDock(QWidget):
         data = layer.data[0] if multiscale else layer.data
         spatial_ndim = layer.ndim
         rgb = layer.rgb
-        if card.input_kind == "rgb" and not rgb:
-            raise LesionSegError(f"Model {card.name} is for colour (H&E) images; {layer.name} is grayscale.")
         if spatial_ndim > 3:
             raise LesionSegError(f"{layer.name} has {spatial_ndim} axes (several phases?). Segment one phase or a "
                                  "subtraction image (DCE dock).")
-        if card.input_kind == "slices" and spatial_ndim != 3:
-            raise LesionSegError(f"Model {card.name} reads neighbouring slices; {layer.name} is 2D.")
+        from ..core.inference.run import fit_report  # the engine (torch) loads on first use, not with the dock
+
+        meta = layer.metadata.get("lesionseg", {}) if isinstance(layer.metadata, dict) else {}
+        fit = fit_report(card, image_name=layer.name, spatial_shape=data.shape[:spatial_ndim], rgb=rgb,
+                         modality=meta.get("modality"),
+                         modality_guessed=bool((meta.get("reader") or {}).get("modality_guessed")))
+        for message in fit.mismatches:  # the user chose this model: say so, and run it
+            show_warning(message)
+        if isinstance(data, np.ndarray):
+            data, non_finite = replace_non_finite(data, layer.name)
+            if non_finite:
+                show_warning(non_finite)
         job = {"card": card, "data": data, "ndim": spatial_ndim, "scope": scope, "layer": layer.name,
                "lazy": multiscale or not isinstance(data, np.ndarray), "spacing": tuple(layer.scale[-2:]),
                "overview": None}

@@ -53,9 +53,10 @@ def _spatial(image: np.ndarray, rgb: bool | None) -> np.ndarray:
     if a.ndim not in (2, 3) or 0 in a.shape:
         raise LesionSegError(f"Expected a 2D image or a 3D volume, got an array of shape {np.shape(image)}.")
     a = a.astype(np.float32, copy=False)
-    if not np.isfinite(a).all():
-        raise LesionSegError("The image contains NaN or infinite values.")
-    return a
+    from ..checks import replace_non_finite
+
+    return replace_non_finite(a, "The image")[0]  # NaN/Inf are background, as when a model segments (the reader
+    # already warned about them)
 
 
 def _spacing(spacing, ndim: int) -> np.ndarray:
@@ -326,6 +327,9 @@ def lines_to_labels(image, lines: Sequence[Line], *, spacing=None, method: str =
     if lines is None or len(lines) == 0:
         raise LesionSegError("There are no lines: draw a line across each lesion (Shapes layer, line tool).")
     img = _spatial(image, rgb)
+    from ..checks import check_image_size
+
+    check_image_size(img.shape, "The image", "the line tool")
     sp = _spacing(spacing, img.ndim)
     if method not in METHODS:
         raise LesionSegError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")

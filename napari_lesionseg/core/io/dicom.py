@@ -172,8 +172,9 @@ def _equal_rgb_to_gray(arr: np.ndarray, scan_note: list) -> tuple[np.ndarray, bo
 
 
 def summary(ds) -> dict:
-    keys = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SeriesDescription", "Modality", "Manufacturer",
-            "PhotometricInterpretation", "BodyPartExamined", "ViewPosition", "ImageLaterality", "Laterality")
+    keys = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription",
+            "InstanceNumber", "Modality", "Manufacturer", "PhotometricInterpretation", "BodyPartExamined",
+            "ViewPosition", "ImageLaterality", "Laterality")
     return {k: str(getattr(ds, k)) for k in keys if getattr(ds, k, None) not in (None, "")}
 
 
@@ -241,7 +242,7 @@ def _scan_from_dataset(ds, arr, path: Path, *, modality=None, spacing=None) -> S
     scan = Scan(data=arr, geometry=geom, modality=mod, name=name, rgb=rgb, axes=axes,
                 contrast_limits=window, metadata={"dicom": summary(ds), "photometric": photometric})
     if ps is None and spacing is None:
-        scan.warn(f"{path.name} does not state its pixel spacing; using 1 mm.")
+        scan.warn(f"{path.name} does not state its pixel spacing: sizes are in pixels (a pixel counts as 1).")
     for n in notes:
         scan.metadata.setdefault("notes", []).append(n)
     return scan
@@ -275,7 +276,11 @@ def _split_phases(positions: list) -> tuple[list | None, str | None]:
 
 
 def read_dicom_folder(folder: str | Path, *, modality: str | None = None, spacing=None) -> list[Scan]:
-    """Every series in `folder`: one Scan per SeriesInstanceUID (3D when the slices carry positions)."""
+    """Every series in `folder`: one Scan per SeriesInstanceUID (3D when the slices carry positions).
+
+    A file that cannot be read does not cost the other series: the series it belongs to (or the file alone, for
+    2D images) is left out, named in a warning on every Scan returned. Only when nothing is left is it an error.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -284,30 +289,68 @@ def read_dicom_folder(folder: str | Path, *, modality: str | None = None, spacin
         raise LesionSegError(f"Folder not found: {folder}")
     files = folder_dicom_files(folder)
     headers = []
+    problems: list[str] = []
     for f in files:
         try:
             ds = pydicom.dcmread(str(f), stop_before_pixels=True)
-        except (InvalidDicomError, EOFError, OSError, ValueError, KeyError):
+        except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as e:
+            problems.append(f"{f.name} is not a readable DICOM file ({type(e).__name__}: {e})")
             continue
         if "Rows" not in ds or ("SeriesInstanceUID" not in ds and "SOPInstanceUID" not in ds):
             continue  # DICOMDIR, structured reports, presentation states: no image
         headers.append((f, ds))
     if not headers:
-        raise LesionSegError(f"No DICOM images found in the folder {folder}.")
+        detail = f" ({'; '.join(problems[:3])})" if problems else ""
+        raise LesionSegError(f"No DICOM images found in the folder {folder}{detail}.")
     series: dict[str, list] = defaultdict(list)
     for f, ds in headers:
         series[str(getattr(ds, "SeriesInstanceUID", f))].append((f, ds))
     scans: list[Scan] = []
-    for uid, items in sorted(series.items(), key=lambda kv: int(getattr(kv[1][0][1], "SeriesNumber", 0) or 0)):
-        scans.extend(_read_series(uid, items, modality=modality, spacing=spacing))
-    names = [s.name for s in scans]
-    for s in scans:  # two series with one description: add the series number so layers can be told apart
-        if names.count(s.name) > 1:
-            s.name = f"{s.name} ({s.metadata.get('dicom', {}).get('SeriesNumber', s.metadata.get('series_number', '?'))})"
+    for uid, items in sorted(series.items(), key=lambda kv: _series_number(kv[1][0][1])):
+        try:
+            scans.extend(_read_series(uid, items, modality=modality, spacing=spacing, problems=problems))
+        except LesionSegError as e:
+            desc = str(getattr(items[0][1], "SeriesDescription", "") or "")
+            problems.append(str(e) if not desc or desc in str(e) else f"series '{desc}': {e}")
+    if not scans:
+        raise LesionSegError(problems[0] if len(problems) == 1 else
+                             f"No series in {folder.name} could be read: " + " · ".join(problems[:5]))
+    _name_apart(scans)
+    for s in scans:
+        for p in problems:
+            s.warn(f"Left out of {folder.name}: {p}")
     return scans
 
 
-def _read_series(uid: str, items: list, *, modality=None, spacing=None) -> list[Scan]:
+def _series_number(ds) -> int:
+    try:
+        return int(getattr(ds, "SeriesNumber", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _name_apart(scans: list[Scan]) -> None:
+    """Two series (or images) with one description: add the series number, then the image number or file name."""
+    def names():
+        return [s.name for s in scans]
+
+    base = names()
+    for s in scans:
+        if base.count(s.name) > 1:
+            s.name = f"{s.name} ({series_number_of(s) or '?'})"
+    for s in scans:
+        if names().count(s.name) > 1:
+            instance = s.metadata.get("dicom", {}).get("InstanceNumber")
+            src = Path(s.source_path or "")
+            s.name = f"{s.name}, image {instance}" if instance else f"{s.name}, {src.stem}"
+
+
+def series_number_of(scan: Scan) -> str:
+    """The DICOM SeriesNumber of a scan read from DICOM, '' when it has none."""
+    return str(scan.metadata.get("dicom", {}).get("SeriesNumber") or scan.metadata.get("series_number") or "")
+
+
+def _read_series(uid: str, items: list, *, modality=None, spacing=None, problems: list | None = None) -> list[Scan]:
     import pydicom
 
     with_geometry = [(f, ds) for f, ds in items
@@ -317,7 +360,12 @@ def _read_series(uid: str, items: list, *, modality=None, spacing=None) -> list[
         # 2D images (mammograms, ultrasound): each file is its own scan.
         out = []
         for f, _ in sorted(items, key=lambda it: int(getattr(it[1], "InstanceNumber", 0) or 0)):
-            out.extend(read_dicom_file(f, modality=modality, spacing=spacing))
+            try:
+                out.extend(read_dicom_file(f, modality=modality, spacing=spacing))
+            except LesionSegError as e:
+                if problems is None or len(items) == 1:
+                    raise
+                problems.append(str(e))
         return out
     first = items[0][1]
     desc = str(getattr(first, "SeriesDescription", "") or "") or f"series {getattr(first, 'SeriesNumber', uid[-8:])}"
@@ -358,7 +406,11 @@ def _read_series(uid: str, items: list, *, modality=None, spacing=None) -> list[
     def load(plist):
         out = []
         for _, f, _ds in plist:
-            ds = pydicom.dcmread(str(f))
+            try:
+                ds = pydicom.dcmread(str(f))
+            except Exception as e:  # noqa: BLE001 - pydicom raises many kinds on a damaged file
+                raise LesionSegError(f"{Path(f).name} in series '{desc}' could not be read (truncated or "
+                                     f"corrupt?): {e}") from None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 arr = _pixels(ds, f)
@@ -373,9 +425,10 @@ def _read_series(uid: str, items: list, *, modality=None, spacing=None) -> list[
     if len(phases) > 1:
         vol = vol.reshape(len(phases), len(positions), *vol.shape[1:])
     check_array(vol, f"Series '{desc}'")
-    ps, _ = pixel_spacing(first)
+    ps, ps_source = pixel_spacing(first)
     if spacing is not None:
         ps = (float(spacing), float(spacing)) if np.isscalar(spacing) else tuple(float(s) for s in spacing)[-2:]
+        ps_source = "given"
     if ps is None:
         ps = (1.0, 1.0)
     p0 = np.array(_float_list(positions[0][2].ImagePositionPatient), float)
@@ -399,7 +452,7 @@ def _read_series(uid: str, items: list, *, modality=None, spacing=None) -> list[
             header=summary(first),
             extra={"source_path": str(Path(items[0][0]).parent),
                    "source_files": [str(p[1]) for ph in phases for p in ph],
-                   "format": "dicom-series", "shape": tuple(vol.shape[-3:])},
+                   "format": "dicom-series", "shape": tuple(vol.shape[-3:]), "spacing_source": ps_source},
         ),
         modality=modality or modality_name(first),
         name=desc,

@@ -171,7 +171,7 @@ def read_raster(path: str | Path, *, modality: str | None = None, spacing=None) 
                "shape": tuple(arr.shape[:2])},
     )
     scan = Scan(data=arr, geometry=geom, modality=mod, name=path.stem, rgb=rgb, axes="yxc" if rgb else "yx",
-                metadata={"dtype": str(arr.dtype)})
+                metadata={"dtype": str(arr.dtype), "modality_guessed": modality is None})
     if "mpp" in info:
         scan.metadata["microns_per_pixel"] = info["mpp"]
     for m in warn_msgs:

@@ -87,13 +87,26 @@ class Scan:
 
 
 def check_array(a: np.ndarray, what: str) -> None:
-    """Reject arrays a user cannot meaningfully segment: empty axes and non-finite values."""
+    """Reject arrays with an empty axis: there is nothing to show. (NaN/Inf are allowed: see `note_non_finite`.)"""
     from ..errors import LesionSegError
 
     if a.size == 0 or 0 in a.shape:
         raise LesionSegError(f"{what} has an empty axis (shape {tuple(a.shape)}); there is no image to show.")
-    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
-        bad = int(np.count_nonzero(~np.isfinite(a)))
-        raise LesionSegError(
-            f"{what} contains {bad} NaN or infinite values; fix the file (or mask those voxels) before opening it."
-        )
+
+
+def note_non_finite(scan: Scan) -> None:
+    """A scan with NaN/Inf values opens (the file is what it is), with a warning and a display range taken from
+    its finite values; segmenting treats those voxels as background (`core.checks.replace_non_finite`)."""
+    if scan.multiscale or not isinstance(scan.data, np.ndarray) or not np.issubdtype(scan.data.dtype, np.floating):
+        return
+    bad = ~np.isfinite(scan.data)
+    n_bad = int(np.count_nonzero(bad))
+    if n_bad == 0:
+        return
+    finite = scan.data[~bad]
+    if finite.size and scan.contrast_limits is None:
+        low, high = float(finite.min()), float(finite.max())
+        scan.contrast_limits = (low, high if high > low else low + 1.0)
+    scan.metadata["non_finite_voxels"] = n_bad
+    scan.warn(f"{scan.name} has {n_bad} NaN or infinite values (outside the field of view?): they are shown as "
+              "empty and treated as background when segmenting.")

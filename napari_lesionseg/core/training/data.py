@@ -71,24 +71,29 @@ def read_array(path: Path) -> np.ndarray:
     return np.asarray(iio.imread(path))
 
 
-def load_folder(images: str | Path, masks: str | Path, cases_json: str | Path | None = None) -> list[Case]:
+def load_folder(images: str | Path, masks: str | Path, cases_json: str | Path | None = None,
+                report=None) -> list[Case]:
+    """Image/mask pairs matched by file name (`report(message)` is told how many, and which images have no mask)."""
     images, masks = Path(images), Path(masks)
     if not images.is_dir():
         raise LesionSegError(f"Image folder not found: {images}")
     if not masks.is_dir():
         raise LesionSegError(f"Mask folder not found: {masks}")
+    if images.resolve() == masks.resolve():
+        raise LesionSegError(f"The images and the masks are the same folder ({images}): a model would learn to "
+                             "copy the image. Give the folder of masks with --masks.")
     meta = {}
     if cases_json:
         meta = {c["name"]: c for c in json.loads(Path(cases_json).read_text())}
     mask_by_stem = {_stem(p): p for p in masks.iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES)}
+    image_paths = [p for p in sorted(images.iterdir()) if p.name.lower().endswith(IMAGE_SUFFIXES)]
+    without_mask = [p.name for p in image_paths if _stem(p) not in mask_by_stem]
+    paired = [(p, mask_by_stem[_stem(p)]) for p in image_paths if _stem(p) in mask_by_stem]
+    if report is not None:
+        report(pairing_summary(len(paired), without_mask, images, masks))
     cases = []
-    for p in sorted(images.iterdir()):
-        if not p.name.lower().endswith(IMAGE_SUFFIXES):
-            continue
+    for p, mp in paired:
         stem = _stem(p)
-        mp = mask_by_stem.get(stem)
-        if mp is None:
-            continue
         img, msk = read_array(p), read_array(mp)
         if msk.ndim == 3 and msk.shape[-1] in (3, 4) and msk.shape[:2] == img.shape[:2]:
             msk = msk[..., 0]  # a mask saved as RGB
@@ -98,8 +103,22 @@ def load_folder(images: str | Path, masks: str | Path, cases_json: str | Path | 
         cases.append(Case(name=stem, image=img, mask=(msk > 0).astype(np.uint8) if msk.max() > 1 and len(np.unique(msk)) == 2 else msk.astype(np.uint8),
                           group=m.get("group", stem), label=m.get("cls", ""), split=m.get("split", "")))
     if not cases:
-        raise LesionSegError(f"No image/mask pairs with matching names in {images} and {masks}.")
+        raise LesionSegError(f"No image/mask pairs with matching names in {images} and {masks}"
+                             + (f" ({len(image_paths)} images, {len(mask_by_stem)} masks; a mask must have its "
+                                "image's file name)." if image_paths else "."))
     return cases
+
+
+def pairing_summary(n_pairs: int, without_mask: list[str], images: Path, masks: Path, shown: int = 5) -> str:
+    """`40 image/mask pairs found; 12 images in IMAGES have no mask in MASKS and are left out: a.png, b.png, … (+7)`."""
+    text = f"{n_pairs} image/mask pair{'s' if n_pairs != 1 else ''} found"
+    if without_mask:
+        names = ", ".join(without_mask[:shown])
+        more = f", … (+{len(without_mask) - shown} more)" if len(without_mask) > shown else ""
+        text += (f"; {len(without_mask)} image{'s' if len(without_mask) != 1 else ''} in {images} "
+                 f"{'have' if len(without_mask) != 1 else 'has'} no mask in {masks} and "
+                 f"{'are' if len(without_mask) != 1 else 'is'} left out: {names}{more}")
+    return text
 
 
 def split_by_group(cases: list[Case], val_fraction: float, seed: int = 0) -> tuple[list[Case], list[Case]]:

@@ -204,7 +204,8 @@ def _train_on_device(cfg: TrainConfig, device: torch.device, world: int, rank: i
     if cases is None:
         if not cfg.images or not cfg.masks:
             raise LesionSegError("Give a folder of images and a folder of masks.")
-        cases = load_folder(cfg.images, cfg.masks, cfg.cases_json)
+        cases = load_folder(cfg.images, cfg.masks, cfg.cases_json,
+                            report=lambda message: emit({"kind": "log", "message": message}))
     if not cases:
         raise LesionSegError("No training cases.")
     if not any(c.mask.any() for c in cases):

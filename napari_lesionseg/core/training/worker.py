@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         if cases and cfg.images and cfg.masks:  # viewer pairs plus a folder of pairs
             from .data import load_folder
 
-            cases += load_folder(cfg.images, cfg.masks, cfg.cases_json)
+            cases += load_folder(cfg.images, cfg.masks, cfg.cases_json,
+                                 report=lambda message: send({"kind": "log", "message": message}))
         send({"kind": "started", "pid": os.getpid(), "n_cases": len(cases)})
         result = train(cfg, progress=send, cancelled=cancelled, cases=cases or None,
                        resume=bool(job.get("resume", False)))
