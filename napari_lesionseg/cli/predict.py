@@ -2,6 +2,10 @@
 
 A folder gives one output per readable input; a file that fails is reported and the run goes on. Under
 `torchrun` the files are shared out across processes (each rank takes every WORLD_SIZE-th file).
+
+`--output-format seg` (or an output ending in .dcm) writes a DICOM SEG referring to the DICOM source. With
+`--dicomweb URL --study UID [--series UID]` the series comes from a PACS and the SEG (with a measurement report)
+is stored back to the same study; the password or token comes from an environment variable, never the command line.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from ..core.errors import LesionSegError
 def add_parser(sub) -> None:
     p = sub.add_parser("predict", help="segment a scan or a folder of scans with a model")
     p.add_argument("--model", required=True, help="model name (see `lesionseg models`) or a model card path")
-    p.add_argument("--input", required=True, help="image/volume file, DICOM series folder, or a folder of files")
-    p.add_argument("--output", required=True,
-                   help="mask file (.nii.gz, .png, .tif), or a folder when --input is a folder")
+    p.add_argument("--input", help="image/volume file, DICOM series folder, or a folder of files")
+    p.add_argument("--output",
+                   help="mask file (.nii.gz, .png, .tif, .dcm = DICOM SEG), or a folder when --input is a folder "
+                        "(optional with --dicomweb: a local copy of the SEG)")
     p.add_argument("--pre", help="DCE-MRI: the pre-contrast scan; the model then sees --input minus it "
                                  "(post − pre subtraction, as `mri-lesion` was trained on)")
     p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
@@ -26,7 +31,13 @@ def add_parser(sub) -> None:
     p.add_argument("--probabilities", help="also write the probability map here (file, or folder for a cohort)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--output-format", default=None,
-                   help="for folders: mask file extension (default .nii.gz for NIfTI/DICOM inputs, else .png)")
+                   help="for folders: mask file extension (default .nii.gz for NIfTI/DICOM inputs, else .png); "
+                        "'seg' writes DICOM SEG files (.dcm) for DICOM inputs")
+    from .pacs_args import add_pacs_arguments
+
+    add_pacs_arguments(p, study_help="with --dicomweb: the study to segment (its SEG is stored back there)")
+    p.add_argument("--series", help="with --dicomweb: the image series (needed when the study has several)")
+    p.add_argument("--no-store", action="store_true", help="with --dicomweb: do not store the SEG on the PACS")
     p.set_defaults(func=run)
 
 
@@ -39,6 +50,24 @@ def _output_name(src: Path, fmt: str | None) -> str:
             default = ".nii.gz" if suf in (".nii.gz", ".nii", ".dcm") else (".tif" if suf in (".tif", ".tiff", ".svs") else ".png")
             return stem + "_mask" + (fmt or default)
     return name + "_mask" + (fmt or ".nii.gz")
+
+
+def _extension(fmt: str | None) -> str | None:
+    """--output-format as a file extension: 'seg' (DICOM SEG) is '.dcm'; 'png' or '.png' is '.png'."""
+    if not fmt:
+        return None
+    fmt = fmt.strip().lower()
+    if fmt in ("seg", "dicom-seg", "dcm"):
+        return ".dcm"
+    return fmt if fmt.startswith(".") else f".{fmt}"
+
+
+def seg_options(card, edited: bool = False) -> dict:
+    """What a DICOM SEG says about the model that made a mask (names, algorithm, automatic or corrected)."""
+    from ..core.io.dicom_seg import SegAlgorithm
+
+    return {"class_names": [c.name for c in card.classes], "algorithm": SegAlgorithm.from_card(card),
+            "edited": edited}
 
 
 def _one_scan(src: Path):
@@ -62,7 +91,7 @@ def predict_file(predictor, src: Path, out: Path, prob_out: Path | None, thresho
         scan = subtraction(scan, _one_scan(pre))  # checks the two phases share one grid
     probs = predict_scan(predictor, scan, progress=progress)
     mask = mask_from_probs(probs, predictor.card, threshold)
-    write_mask(mask, scan.geometry, out, source_path=src)
+    write_mask(mask, scan.geometry, out, source_path=src, seg=seg_options(predictor.card))
     if prob_out is not None:
         fg = probs if not predictor.card.multiclass else 1.0 - probs[0]
         write_probabilities(fg, scan.geometry, prob_out, source_path=src)
@@ -74,13 +103,23 @@ def run(args) -> int:
     from ..core.io import MASK_SUFFIXES, can_read, read_scan  # noqa: F401  (imported early: clear error if missing)
     from ..core.models import default_registry
 
+    args.output_format = _extension(args.output_format)
+    if args.dicomweb:
+        from .pacs_predict import run_dicomweb
+
+        return run_dicomweb(args)
+    if not args.input or not args.output:
+        raise LesionSegError("Give --input and --output (or --dicomweb URL --study UID to segment a study on a PACS).")
     src = Path(args.input)
     if not src.exists():
         raise LesionSegError(f"Input not found: {src}")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise LesionSegError(f"--threshold must lie between 0 and 1 (got {args.threshold}).")
     out_name = Path(args.output).name.lower()
-    if (not src.is_dir() or _is_dicom_series(src)) and not out_name.endswith(MASK_SUFFIXES):
+    single = not src.is_dir() or _is_dicom_series(src)
+    if single and args.output_format == ".dcm" and not out_name.endswith(".dcm"):
+        raise LesionSegError(f"--output-format seg writes a DICOM SEG: name the output *.dcm, not {Path(args.output).name}.")
+    if single and not out_name.endswith(MASK_SUFFIXES):
         raise LesionSegError(f"Cannot write {Path(args.output).name}: use one of {', '.join(MASK_SUFFIXES)}.")
     card = default_registry().get(args.model)
     predictor = Predictor(card, device=_rank_device(args.device), batch_size=args.batch_size,
@@ -144,7 +183,7 @@ def _run_cohort(predictor, src: Path, out_dir: Path, args) -> int:
         name = _output_name(f, args.output_format)
         try:
             predict_file(predictor, f, out_dir / name,
-                         prob_dir / name.replace("_mask", "_prob") if prob_dir else None, args.threshold)
+                         _prob_name(prob_dir, name) if prob_dir else None, args.threshold)
         except LesionSegError as e:
             failures.append((f.name, str(e)))
         except Exception as e:  # noqa: BLE001 - one bad file must not stop a cohort
@@ -158,3 +197,9 @@ def _run_cohort(predictor, src: Path, out_dir: Path, args) -> int:
             print(f"  failed: {n}: {msg}", file=sys.stderr)
         print(f"error report: {report}", file=sys.stderr)
     return 0 if done or not mine else 2
+
+
+def _prob_name(prob_dir: Path, mask_name: str) -> Path:
+    """Probability map beside a mask: same name with _prob; a DICOM SEG's probabilities go to NIfTI."""
+    name = mask_name.replace("_mask", "_prob")
+    return prob_dir / (name[:-4] + ".nii.gz" if name.lower().endswith(".dcm") else name)
