@@ -224,3 +224,23 @@ def closing(client):
     finally:
         with contextlib.suppress(Exception):
             client._session.close()
+
+
+def seg_with_report(mask, geometry, **seg_kw) -> list:
+    """[SEG, measurement SR] of `mask` on its DICOM source (both built, and so checked, before any request)."""
+    from .dicom_seg import build_seg
+    from .dicom_sr import build_measurement_report
+
+    seg = build_seg(mask, geometry, **seg_kw)
+    return [seg, build_measurement_report(seg, mask, geometry)]
+
+
+def store_mask(client, mask, geometry, **seg_kw) -> list:
+    """Store `mask` as a DICOM SEG plus its measurement report in its source's study; returns the stored datasets."""
+    header = geometry.header if isinstance(geometry.header, dict) else {}
+    study = str(header.get("StudyInstanceUID") or "")
+    if not study:
+        raise LesionSegError("The mask's scan does not name its DICOM study; it cannot be stored on a PACS.")
+    objects = seg_with_report(mask, geometry, **seg_kw)
+    store_instances(client, objects, study)
+    return objects
