@@ -274,6 +274,7 @@ def find_source_files(seg_path: Path, series_uid: str) -> list[tuple[Path, objec
 
     seen = 0
     out = []
+    taken: set = set()
     folders = [seg_path.parent, seg_path.parent.parent]
     visited: set = set()
     for top in folders:
@@ -293,7 +294,10 @@ def find_source_files(seg_path: Path, series_uid: str) -> list[tuple[Path, objec
                     ds = pydicom.dcmread(str(p), stop_before_pixels=True)
                 except Exception:  # noqa: BLE001
                     continue
-                if str(getattr(ds, "SeriesInstanceUID", "")) == series_uid and not is_seg_dataset(ds):
+                sop = str(getattr(ds, "SOPInstanceUID", ""))
+                if str(getattr(ds, "SeriesInstanceUID", "")) == series_uid and not is_seg_dataset(ds) \
+                        and sop not in taken:  # a second copy of one image (a PACS cache, a backup) is skipped
+                    taken.add(sop)
                     out.append((p, ds))
         if out:
             return out

@@ -70,3 +70,22 @@ def build_measurement_report(seg, mask: np.ndarray, geometry: Geometry):
         instance_number=1, manufacturer="napari-lesionseg", series_description="Lesion measurements",
         is_complete=True, is_verified=False, institution_name=None,
         software_versions=f"napari-lesionseg {__version__}")
+
+
+def write_seg_and_report(mask, geometry: Geometry, path, *, source_path=None, **seg_kw):
+    """Write the DICOM SEG to `path` and its measurement report beside it (`<name>_report.dcm`); both atomic."""
+    from pathlib import Path
+
+    from .atomic import atomic_path
+    from .dicom_seg import build_seg
+
+    path = Path(path)
+    seg = build_seg(mask, geometry, **seg_kw)
+    report = build_measurement_report(seg, mask, geometry)
+    sources = [source_path, geometry.extra.get("source_path"), *(geometry.extra.get("source_files") or [])]
+    report_path = path.with_name(path.name[:-4] + "_report.dcm" if path.name.lower().endswith(".dcm")
+                                 else path.name + "_report.dcm")
+    with atomic_path(path, sources) as tmp_seg, atomic_path(report_path, sources) as tmp_sr:
+        seg.save_as(tmp_seg, enforce_file_format=True)
+        report.save_as(tmp_sr, enforce_file_format=True)
+    return path, report_path

@@ -1,0 +1,135 @@
+"""Open from PACS…: a small magicgui form that lists a PACS's studies and series over DICOMweb, opens a series in the
+viewer with its geometry, and stores the selected mask back to the same study as a DICOM SEG with its measurement
+report. Every request runs in a thread worker (the viewer never stalls); the password and token fields are masked
+and never shown in messages (`core/io/dicomweb.py` does the work)."""
+
+from __future__ import annotations
+
+from magicgui.widgets import ComboBox, Container, Label, LineEdit, Password, PushButton
+
+from ..core.errors import LesionSegError
+
+
+class PacsWidget(Container):
+    def __init__(self, napari_viewer):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.url = LineEdit(label="DICOMweb URL", value="http://127.0.0.1:8042/dicom-web")
+        self.user = LineEdit(label="User")
+        self.password = Password(label="Password")
+        self.token = Password(label="Token (instead)")
+        self.list_btn = PushButton(text="List studies")
+        self.study = ComboBox(label="Study", choices=[])
+        self.series = ComboBox(label="Series", choices=[])
+        self.open_btn = PushButton(text="Open series")
+        self.store_btn = PushButton(text="Store selected mask on the PACS")
+        self.status = Label(value="")
+        self.extend([self.url, self.user, self.password, self.token, self.list_btn, self.study, self.series,
+                     self.open_btn, self.store_btn, self.status])
+        self.list_btn.changed.connect(lambda *_: self._run(self.list_studies, self._show_studies))
+        self.study.changed.connect(lambda *_: self._run(self.list_series, self._show_series))
+        self.open_btn.changed.connect(lambda *_: self._run(self.fetch_selected, self.add_scans))
+        self.store_btn.changed.connect(lambda *_: self._store_active())
+        self._worker = None
+
+    # -- the work (synchronous; the buttons run it in a worker) -------------------------------------------
+    def login(self):
+        from ..core.io.dicomweb import PacsLogin
+
+        return PacsLogin(url=self.url.value.strip(), username=self.user.value.strip() or None,
+                         password=self.password.value or None, token=self.token.value or None)
+
+    def _client(self):
+        from ..core.io.dicomweb import connect
+
+        return connect(self.login())
+
+    def list_studies(self) -> list[dict]:
+        from ..core.io.dicomweb import closing, list_studies
+
+        with closing(self._client()) as client:
+            return list_studies(client)
+
+    def list_series(self) -> list[dict]:
+        from ..core.io.dicomweb import closing, list_series
+
+        if not self.study.value:
+            return []
+        with closing(self._client()) as client:
+            return list_series(client, self.study.value)
+
+    def fetch_selected(self) -> list:
+        from ..core.io.dicomweb import closing, fetch_series
+
+        if not self.study.value or not self.series.value:
+            raise LesionSegError("List the studies and choose a study and a series first.")
+        with closing(self._client()) as client:
+            return fetch_series(client, self.study.value, self.series.value)
+
+    def store(self, layer) -> list:
+        """Store `layer` (a mask of a DICOM scan) as SEG + measurement report in its study; returns the objects."""
+        from ..core.geometry import geometry_from_metadata
+        from ..core.io.dicomweb import closing, store_mask
+        from .dicom_export import is_dicom_layer, seg_options_from_metadata
+
+        import numpy as np
+
+        if not is_dicom_layer(layer):
+            raise LesionSegError("Select a mask of a DICOM scan (a series opened from the PACS or from DICOM files).")
+        with closing(self._client()) as client:
+            return store_mask(client, np.asarray(layer.data), geometry_from_metadata(layer.metadata),
+                              **seg_options_from_metadata(layer.metadata))
+
+    # -- showing results ----------------------------------------------------------------------------------
+    def _show_studies(self, studies: list[dict]) -> None:
+        self.study.choices = [(f"{s['date']} {s['patient_id']} {s['description'] or '(no description)'}",
+                               s["study_uid"]) for s in studies]
+        self.status.value = f"{len(studies)} study(ies)."
+
+    def _show_series(self, series: list[dict]) -> None:
+        from ..core.io.dicomweb import series_label
+
+        self.series.choices = [(series_label(s), s["series_uid"]) for s in series if s["is_image"]]
+        self.status.value = f"{len(self.series.choices)} image series."
+
+    def add_scans(self, scans: list) -> list:
+        from napari.utils.notifications import show_warning
+
+        layers = []
+        for scan in scans:
+            for w in scan.metadata.get("warnings", []):
+                show_warning(w)
+            layers.append(self.viewer.add_image(scan.data, **scan.layer_kwargs()))
+        self.status.value = f"Opened {', '.join(s.name for s in scans)}."
+        return layers
+
+    def _store_active(self) -> None:
+        from napari.layers import Labels
+        from napari.utils.notifications import show_error
+
+        layer = self.viewer.layers.selection.active
+        if not isinstance(getattr(layer, "__wrapped__", layer), Labels):
+            show_error("Select the mask (a Labels layer) to store.")
+            return
+        self._run(lambda: self.store(layer), self._stored)
+
+    def _stored(self, objects: list) -> None:
+        from napari.utils.notifications import show_info
+
+        seg = objects[0]
+        show_info(f"Stored the DICOM SEG ({len(seg.SegmentSequence)} segment(s)) and its measurement report "
+                  "in the study on the PACS.")
+        self.status.value = f"Stored SEG {seg.SOPInstanceUID}."
+
+    def _run(self, work, done) -> None:
+        from napari.qt.threading import create_worker
+        from napari.utils.notifications import show_error
+
+        def failed(e):
+            message = str(e) if isinstance(e, LesionSegError) else f"PACS request failed: {type(e).__name__}: {e}"
+            self.status.value = message
+            show_error(message)
+
+        self.status.value = "Talking to the PACS…"
+        # errored given at creation: napari then does not re-raise the error in the GUI thread as well.
+        self._worker = create_worker(work, _connect={"returned": done, "errored": failed})
