@@ -59,7 +59,11 @@ def run_dicomweb(args) -> int:
             with atomic_path(Path(args.output)) as tmp:
                 seg.save_as(tmp, enforce_file_format=True)
             print(f"wrote {args.output}")
-        if not args.no_store:
+        print(f"segmented series '{series['description'] or series['series_uid']}': {int((mask > 0).sum())} voxels "
+              f"in {len(seg.SegmentSequence)} segment(s)")
+        if args.no_store:
+            print("not stored on the PACS (--no-store)")
+        else:
             store_instances(client, objects, args.study)
             print(f"stored DICOM SEG {seg.SOPInstanceUID} (series {seg.SeriesInstanceUID}, "
                   f"{len(seg.SegmentSequence)} segment(s)) and its measurement report in study {args.study} "
