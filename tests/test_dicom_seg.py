@@ -79,6 +79,23 @@ def test_a_mammogram_seg_without_frame_of_reference(tmp_path):
     np.testing.assert_array_equal(on_disk.data, mask)
 
 
+def test_an_rgb_ultrasound_frame_gets_a_seg_too(tmp_path):
+    gray = np.random.default_rng(2).integers(0, 255, (40, 50)).astype(np.uint8)
+    rgb = np.repeat(gray[..., None], 3, axis=2)  # scanners often store gray ultrasound as RGB
+    ds = make_dataset(rgb, modality="US", sop_class="1.2.840.10008.5.1.4.1.1.6.1", photometric="RGB",
+                      SeriesDescription="Breast US")
+    ds.save_as(tmp_path / "us.dcm", enforce_file_format=True)
+    [scan] = read_scan(tmp_path / "us.dcm")
+    assert scan.axes == "yx" and not scan.rgb
+    mask = np.zeros(gray.shape, np.uint8)
+    mask[5:25, 10:30] = 1
+    out = write_mask(mask, scan.geometry, tmp_path / "us_seg.dcm",
+                     seg={"algorithm": SegAlgorithm("ultrasound-lesion", "2026-12-01")})
+    assert pydicom.dcmread(out).ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID \
+        == ds.SOPInstanceUID
+    np.testing.assert_array_equal(read_scan(out)[1].data, mask)
+
+
 def test_a_seg_whose_source_is_missing_is_a_clear_error(tmp_path):
     scan = _series(tmp_path / "a" / "series")
     out = write_mask(_two_lesions(scan.shape), scan.geometry, tmp_path / "a" / "seg.dcm")

@@ -37,6 +37,15 @@ def pacs(tmp_path_factory):
         stop_orthanc(server)
 
 
+@pytest.fixture(autouse=True)
+def _study_as_uploaded(pacs):
+    """After each test, remove what it stored: every test starts from the uploaded series alone."""
+    yield
+    for s in dw.list_series(_client(pacs), pacs["study"]):
+        if s["modality"] in ("SEG", "SR"):
+            _delete_series(pacs, s["series_uid"])
+
+
 def _client(pacs, password=PASSWORD):
     return dw.connect(dw.PacsLogin(pacs["server"].dicomweb, USER, password, timeout=30))
 
@@ -102,9 +111,18 @@ def test_predict_on_a_pacs_stores_a_seg_that_holds_the_mask_on_the_right_slices(
     np.testing.assert_array_equal(labels, expected)
     assert names == {1: "lesion"}
 
-    # The measurement report went to the same study and points at the SEG's segment.
-    sr = [s for s in dw.list_series(client, pacs["study"]) if s["modality"] == "SR"]
-    assert len(sr) == 1
+    # The measurement report went to the same study: the lesion's volume, pointing at the SEG's segment 1.
+    import highdicom as hd
+
+    [sr_series] = [s for s in dw.list_series(client, pacs["study"]) if s["modality"] == "SR"]
+    sr_sop = client.search_for_instances(pacs["study"], sr_series["series_uid"])[0]["00080018"]["Value"][0]
+    sr = hd.sr.Comprehensive3DSR.from_dataset(dw.fetch_instance(client, pacs["study"], sr_series["series_uid"],
+                                                                sr_sop))
+    [group] = sr.content.get_volumetric_roi_measurement_groups()
+    assert group.referenced_segment.referenced_segment_numbers == [1]
+    volume = next(m for m in group.get_measurements() if m.name.meaning == "Volume")
+    voxel_ml = float(np.prod(scan.geometry.spacing)) / 1000.0
+    assert volume.unit.value == "mL" and volume.value == pytest.approx(expected.sum() * voxel_ml, rel=1e-6)
 
     # The local copy is the same object, and highdicom in a separate process reads names and geometry right.
     assert pydicom.dcmread(local).SOPInstanceUID == seg.SOPInstanceUID
@@ -121,10 +139,6 @@ def test_predict_on_a_pacs_stores_a_seg_that_holds_the_mask_on_the_right_slices(
     assert report["shape"][1:3] == list(expected.shape[1:])
     centroid = (scan.geometry.nifti_affine @ [*np.argwhere(expected > 0).mean(0)[::-1], 1.0])[:3]
     np.testing.assert_allclose(report["centroid_ras"], centroid, atol=1e-3)
-    # Leave the study as it was for the other tests (they check that nothing else gets stored).
-    for s in dw.list_series(client, pacs["study"]):
-        if s["modality"] in ("SEG", "SR"):
-            _delete_series(pacs, s["series_uid"])
 
 
 HIGHDICOM_READER = r"""
@@ -213,8 +227,5 @@ def test_a_seg_series_is_not_an_image_to_fetch(pacs, tmp_path):
     mask[TUMOUR] = 1
     seg = build_seg(mask, scan.geometry)
     dw.store_instances(client, [seg], pacs["study"])
-    try:
-        with pytest.raises(LesionSegError, match="not an image"):
-            dw.fetch_series(client, pacs["study"], seg.SeriesInstanceUID)
-    finally:
-        _delete_series(pacs, seg.SeriesInstanceUID)
+    with pytest.raises(LesionSegError, match="not an image"):
+        dw.fetch_series(client, pacs["study"], seg.SeriesInstanceUID)

@@ -100,6 +100,11 @@ def test_save_dialog_and_measure_dock_write_a_seg_that_opens_on_its_series(make_
     assert ds.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
     assert ds.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "mri-lesion"
 
+    from napari_lesionseg.napari.segment_dock import SegmentDock
+
+    exported = SegmentDock(viewer).export_to(tmp_path / "from_dock.dcm", labels)  # the Segment dock's Export mask…
+    assert pydicom.dcmread(exported).SegmentSequence[0].SegmentLabel == "lesion"
+
     dock = MeasureWidget(viewer)
     dock.mask_combo.select(labels)
     seg_path, report_path = dock.export_dicom(tmp_path / "measured.dcm")

@@ -118,7 +118,8 @@ def run(args) -> int:
     out_name = Path(args.output).name.lower()
     single = not src.is_dir() or _is_dicom_series(src)
     if single and args.output_format == ".dcm" and not out_name.endswith(".dcm"):
-        raise LesionSegError(f"--output-format seg writes a DICOM SEG: name the output *.dcm, not {Path(args.output).name}.")
+        raise LesionSegError("--output-format seg writes a DICOM SEG: name the output *.dcm, "
+                             f"not {Path(args.output).name}.")
     if single and not out_name.endswith(MASK_SUFFIXES):
         raise LesionSegError(f"Cannot write {Path(args.output).name}: use one of {', '.join(MASK_SUFFIXES)}.")
     card = default_registry().get(args.model)

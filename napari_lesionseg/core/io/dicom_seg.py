@@ -128,9 +128,9 @@ def _segment_descriptions(names: dict[int, str], algorithm: SegAlgorithm | None,
         kind = (hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC if edited
                 else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC)
         params = {"card": algorithm.source} if algorithm.source else None
-        ident = hd.AlgorithmIdentificationSequence(name=algorithm.name, family=codes.cid7162.ArtificialIntelligence,
-                                                   version=algorithm.version or "unversioned", source="napari-lesionseg",
-                                                   parameters=params)
+        ident = hd.AlgorithmIdentificationSequence(
+            name=algorithm.name, family=codes.cid7162.ArtificialIntelligence,
+            version=algorithm.version or "unversioned", source="napari-lesionseg", parameters=params)
     out = []
     for number in sorted(names):
         category, prop = _property_codes(names[number])
@@ -267,7 +267,7 @@ def read_seg(seg, geometry: Geometry) -> tuple[np.ndarray, dict[int, str]]:
 
 
 def find_source_files(seg_path: Path, series_uid: str) -> list[tuple[Path, object]]:
-    """(file, header) of the source series' images beside a SEG: in its folder, or the folder above and its subfolders."""
+    """(file, header) of the source series' images beside a SEG: in its folder, else the folder above (recursively)."""
     import pydicom
 
     from .dicom import looks_like_dicom

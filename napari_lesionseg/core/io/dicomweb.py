@@ -201,8 +201,8 @@ def store_instances(client, datasets: list, study_uid: str) -> list[str]:
     failed = list(getattr(answer, "FailedSOPSequence", []) or [])
     stored = [str(it.ReferencedSOPInstanceUID) for it in getattr(answer, "ReferencedSOPSequence", []) or []]
     if failed:
-        reasons = ", ".join(f"{getattr(it, 'ReferencedSOPInstanceUID', '?')} (reason {getattr(it, 'FailureReason', '?')})"
-                            for it in failed)
+        reasons = ", ".join(f"{getattr(it, 'ReferencedSOPInstanceUID', '?')} "
+                            f"(reason {getattr(it, 'FailureReason', '?')})" for it in failed)
         raise LesionSegError(f"The PACS at {_where(client)} refused {len(failed)} of {len(datasets)} object(s): "
                              f"{reasons}. Stored: {len(stored)}.")
     missing = {str(ds.SOPInstanceUID) for ds in datasets} - set(stored)
