@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import requests
+
 from ..errors import LesionSegError
 
 NON_IMAGE_MODALITIES = {"SEG", "SR", "PR", "KO", "RTSTRUCT", "RTPLAN", "RTDOSE", "REG", "DOC", "OT_REPORT", "FID"}
@@ -62,22 +64,36 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+class _Session(requests.Session):
+    """A requests session whose CA file, when given, wins over REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE (requests otherwise
+    lets those environment variables override a session's own `verify`)."""
+
+    ca_bundle: str | None = None
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.ca_bundle:
+            settings["verify"] = self.ca_bundle
+        return settings
+
+
 def connect(login: PacsLogin | str):
     """A dicomweb-client `DICOMwebClient` for `login` (https with basic or token auth, bounded timeouts)."""
-    import requests
     from dicomweb_client.api import DICOMwebClient
 
     if isinstance(login, str):
         login = PacsLogin(url=login)
     url, user, password = split_credentials(login.url)
     user, password = login.username or user, login.password if login.password is not None else password
-    session = requests.Session()
+    session = _Session()
     if user:
         session.auth = (user, password or "")
     if login.token:
         session.headers["Authorization"] = f"Bearer {login.token}"
     if login.ca_bundle:
-        session.verify = login.ca_bundle
+        if not Path(login.ca_bundle).is_file():
+            raise LesionSegError(f"The CA certificate file {login.ca_bundle} does not exist.")
+        session.verify = session.ca_bundle = str(login.ca_bundle)
     client = DICOMwebClient(url=url, session=session, timeout=(CONNECT_TIMEOUT, float(login.timeout)))
     client.set_http_retry_params(retry=False)
     client.lesionseg_url = url  # the clean URL, for messages
@@ -90,8 +106,6 @@ def _where(client) -> str:
 
 def _call(client, what: str, fn, *args, **kw):
     """Run one DICOMweb request; network and HTTP failures become one clear LesionSegError."""
-    import requests
-
     try:
         return fn(*args, **kw)
     except requests.exceptions.SSLError:
