@@ -54,11 +54,13 @@ def _mask_layer(viewer, image, edited=True):
 def test_open_from_pacs_then_store_the_corrected_mask(make_napari_viewer, pacs, qtbot):
     viewer = make_napari_viewer()
     w = _widget(viewer, pacs)
+    viewer.window.add_dock_widget(w, name="Open from PACS…")  # docked: napari resets its choices on layer changes
     w.list_btn.clicked.emit()
     qtbot.waitUntil(lambda: len(w.series.choices) == 1, timeout=30000)
     assert w.study.value == pacs["study"] and w.series.value == pacs["series"]
     w.open_btn.clicked.emit()
     qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=30000)
+    assert w.study.value == pacs["study"] and w.series.value == pacs["series"]  # still there to open again
     image = viewer.layers[0]
     np.testing.assert_array_equal(image.data, pacs["volume"])
     np.testing.assert_allclose(image.scale, (1.1, 0.7589286, 0.7589286), atol=1e-5)  # the crop's voxel size

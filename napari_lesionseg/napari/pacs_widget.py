@@ -19,8 +19,12 @@ class PacsWidget(Container):
         self.password = Password(label="Password")
         self.token = Password(label="Token (instead)")
         self.list_btn = PushButton(text="List studies")
-        self.study = ComboBox(label="Study", choices=[])
-        self.series = ComboBox(label="Series", choices=[])
+        # Choices come from callables: napari resets a dock's choices whenever layers change, and a fixed list
+        # would then fall back to the empty one it was created with.
+        self._studies: list = []
+        self._series: list = []
+        self.study = ComboBox(label="Study", choices=lambda _w: self._studies)
+        self.series = ComboBox(label="Series", choices=lambda _w: self._series)
         self.open_btn = PushButton(text="Open series")
         self.store_btn = PushButton(text="Store selected mask on the PACS")
         self.status = Label(value="")
@@ -82,15 +86,17 @@ class PacsWidget(Container):
 
     # -- showing results ----------------------------------------------------------------------------------
     def _show_studies(self, studies: list[dict]) -> None:
-        self.study.choices = [(f"{s['date']} {s['patient_id']} {s['description'] or '(no description)'}",
-                               s["study_uid"]) for s in studies]
+        self._studies = [(f"{s['date']} {s['patient_id']} {s['description'] or '(no description)'}".strip(),
+                          s["study_uid"]) for s in studies]
+        self.study.reset_choices()
         self.status.value = f"{len(studies)} study(ies)."
 
     def _show_series(self, series: list[dict]) -> None:
         from ..core.io.dicomweb import series_label
 
-        self.series.choices = [(series_label(s), s["series_uid"]) for s in series if s["is_image"]]
-        self.status.value = f"{len(self.series.choices)} image series."
+        self._series = [(series_label(s), s["series_uid"]) for s in series if s["is_image"]]
+        self.series.reset_choices()
+        self.status.value = f"{len(self._series)} image series."
 
     def add_scans(self, scans: list) -> list:
         from napari.utils.notifications import show_warning
