@@ -229,3 +229,29 @@ def test_a_seg_series_is_not_an_image_to_fetch(pacs, tmp_path):
     dw.store_instances(client, [seg], pacs["study"])
     with pytest.raises(LesionSegError, match="not an image"):
         dw.fetch_series(client, pacs["study"], seg.SeriesInstanceUID)
+
+
+def test_export_seg_of_a_nifti_mask_onto_a_series_on_the_pacs(pacs, tmp_path, capsys, monkeypatch):
+    """A mask made elsewhere (NIfTI on the series' grid) goes to the PACS as a MANUAL SEG with its report."""
+    from napari_lesionseg.core.io import write_mask
+
+    [scan] = read_scan(pacs["files"][0].parent)
+    mask = np.zeros(scan.shape, np.uint8)
+    mask[TUMOUR] = 1
+    write_mask(mask, scan.geometry, tmp_path / "mask.nii.gz")
+    monkeypatch.setenv("LESIONSEG_PACS_PASSWORD", PASSWORD)
+    assert main(["export-seg", "--mask", str(tmp_path / "mask.nii.gz"), "--dicomweb", pacs["server"].dicomweb,
+                 "--user", USER, "--study", pacs["study"], "--series", pacs["series"]]) == 0
+    assert "stored DICOM SEG" in capsys.readouterr().out
+    client = _client(pacs)
+    seg = _stored_seg(client, pacs["study"])
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "MANUAL"
+    np.testing.assert_array_equal(read_seg_on(seg, client, pacs), mask)
+    assert sorted(s["modality"] for s in dw.list_series(client, pacs["study"])) == ["MR", "SEG", "SR"]
+
+
+def read_seg_on(seg, client, pacs):
+    from napari_lesionseg.core.io.dicom_seg import read_seg
+
+    [fetched] = dw.fetch_series(client, pacs["study"], pacs["series"])
+    return read_seg(seg, fetched.geometry)[0]

@@ -86,7 +86,8 @@ class PacsWidget(Container):
 
     # -- showing results ----------------------------------------------------------------------------------
     def _show_studies(self, studies: list[dict]) -> None:
-        self._studies = [(f"{s['date']} {s['patient_id']} {s['description'] or '(no description)'}".strip(),
+        self._studies = [(f"{s['date']} {s['patient_name'] or s['patient_id']} "
+                          f"{s['description'] or '(no description)'}".strip(),
                           s["study_uid"]) for s in studies]
         self.study.reset_choices()
         self.status.value = f"{len(studies)} study(ies)."
