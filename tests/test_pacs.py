@@ -255,3 +255,21 @@ def read_seg_on(seg, client, pacs):
 
     [fetched] = dw.fetch_series(client, pacs["study"], pacs["series"])
     return read_seg(seg, fetched.geometry)[0]
+
+
+def test_a_seg_whose_source_series_is_not_on_the_pacs_is_a_clear_error(pacs, tmp_path):
+    """A SEG stored in the study but made on a series the PACS never received: opening it says so."""
+    from _io_dicom_factory import write_series
+
+    from napari_lesionseg.core.io.dicom_seg import build_seg
+
+    write_series(tmp_path / "other", np.ones((3, 8, 8), np.uint16), row_cos=[1, 0, 0], col_cos=[0, 1, 0],
+                 spacing_rc=(1.0, 1.0), origin=[0, 0, 0], slice_step=[0, 0, 2], StudyInstanceUID=pacs["study"],
+                 FrameOfReferenceUID=pydicom.uid.generate_uid(), description="never uploaded")
+    [other] = read_scan(tmp_path / "other")
+    seg = build_seg(np.ones(other.shape, np.uint8), other.geometry)
+    client = _client(pacs)
+    dw.store_instances(client, [seg], pacs["study"])
+    [stored] = dw.fetch_segs(client, pacs["study"], seg.SeriesInstanceUID)
+    with pytest.raises(LesionSegError, match="source images of this DICOM SEG .* are not on the PACS"):
+        dw.segs_on_sources(client, pacs["study"], [stored], open_scans=[])

@@ -81,6 +81,24 @@ def test_open_from_pacs_then_store_the_corrected_mask(make_napari_viewer, pacs, 
 
     np.testing.assert_array_equal(read_seg(seg, geometry_from_metadata(image.metadata))[0], mask)
 
+    # The stored SEG opens again from the PACS, as Labels on the series already open.
+    w.list_btn.clicked.emit()
+    qtbot.waitUntil(lambda: len(w.series.choices) == 2, timeout=30000)
+    w.series.value = seg_series["series_uid"]
+    w.open_btn.clicked.emit()
+    qtbot.waitUntil(lambda: len(viewer.layers) == 3, timeout=30000)
+    reopened = viewer.layers[-1]
+    assert reopened._type_string == "labels" and reopened.name.startswith(image.name)
+    np.testing.assert_array_equal(reopened.data, mask)
+    np.testing.assert_allclose(reopened.scale, image.scale)
+
+    # In a fresh viewer the SEG brings its source series from the PACS with it.
+    w.viewer.layers.clear()
+    w.open_btn.clicked.emit()
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=30000)
+    assert [la._type_string for la in viewer.layers] == ["image", "labels"]
+    np.testing.assert_array_equal(viewer.layers[1].data, mask)
+
 
 def test_a_wrong_password_is_one_clear_message(make_napari_viewer, pacs, qtbot):
     viewer = make_napari_viewer()

@@ -1,5 +1,6 @@
 """Open from PACS…: a small magicgui form that lists a PACS's studies and series over DICOMweb, opens a series in the
-viewer with its geometry, and stores the selected mask back to the same study as a DICOM SEG with its measurement
+viewer with its geometry (a DICOM SEG series opens as Labels on its source series: the one already open, else the
+source is fetched too), and stores the selected mask back to the same study as a DICOM SEG with its measurement
 report. Every request runs in a thread worker (the viewer never stalls); the password and token fields are masked
 and never shown in messages (`core/io/dicomweb.py` does the work)."""
 
@@ -23,6 +24,7 @@ class PacsWidget(Container):
         # would then fall back to the empty one it was created with.
         self._studies: list = []
         self._series: list = []
+        self._modalities: dict = {}
         self.study = ComboBox(label="Study", choices=lambda _w: self._studies)
         self.series = ComboBox(label="Series", choices=lambda _w: self._series)
         self.open_btn = PushButton(text="Open series")
@@ -63,12 +65,32 @@ class PacsWidget(Container):
             return list_series(client, self.study.value)
 
     def fetch_selected(self) -> list:
-        from ..core.io.dicomweb import closing, fetch_series
+        """Scans to add: the image series, or for a SEG series its labels (and its source when not open yet)."""
+        from ..core.io.dicomweb import closing, fetch_segs, fetch_series, segs_on_sources
 
         if not self.study.value or not self.series.value:
             raise LesionSegError("List the studies and choose a study and a series first.")
         with closing(self._client()) as client:
-            return fetch_series(client, self.study.value, self.series.value)
+            if self._modalities.get(self.series.value) != "SEG":
+                return fetch_series(client, self.study.value, self.series.value)
+            segs = fetch_segs(client, self.study.value, self.series.value)
+            return segs_on_sources(client, self.study.value, segs, self._open_scans())
+
+    def _open_scans(self) -> list:
+        """The DICOM image layers in the viewer as Scans (data not copied), for placing a SEG on them."""
+        from napari.layers import Image
+
+        from ..core.geometry import METADATA_KEY, geometry_from_metadata
+        from ..core.io.scan import Scan
+
+        out = []
+        for layer in self.viewer.layers:
+            geom = geometry_from_metadata(layer.metadata)
+            if isinstance(layer, Image) and geom is not None and geom.extra.get("sop_instance_uids"):
+                entry = layer.metadata.get(METADATA_KEY, {})
+                out.append(Scan(data=layer.data, geometry=geom, modality=entry.get("modality", "unknown"),
+                                name=layer.name, axes=entry.get("axes") or "zyx"[-len(geom.spacing):]))
+        return out
 
     def store(self, layer) -> list:
         """Store `layer` (a mask of a DICOM scan) as SEG + measurement report in its study; returns the objects."""
@@ -89,15 +111,20 @@ class PacsWidget(Container):
         self._studies = [(f"{s['date']} {s['patient_name'] or s['patient_id']} "
                           f"{s['description'] or '(no description)'}".strip(),
                           s["study_uid"]) for s in studies]
+        before = self.study.value
         self.study.reset_choices()
         self.status.value = f"{len(studies)} study(ies)."
+        if self.study.value is not None and self.study.value == before:  # same study: refresh its series
+            self._run(self.list_series, self._show_series)
 
     def _show_series(self, series: list[dict]) -> None:
         from ..core.io.dicomweb import series_label
 
-        self._series = [(series_label(s), s["series_uid"]) for s in series if s["is_image"]]
+        shown = [s for s in series if s["is_image"] or s["modality"] == "SEG"]
+        self._modalities = {s["series_uid"]: s["modality"] for s in shown}
+        self._series = [(series_label(s), s["series_uid"]) for s in shown]
         self.series.reset_choices()
-        self.status.value = f"{len(self._series)} image series."
+        self.status.value = f"{len(self._series)} series (images and masks)."
 
     def add_scans(self, scans: list) -> list:
         from napari.utils.notifications import show_warning
@@ -106,7 +133,8 @@ class PacsWidget(Container):
         for scan in scans:
             for w in scan.metadata.get("warnings", []):
                 show_warning(w)
-            layers.append(self.viewer.add_image(scan.data, **scan.layer_kwargs()))
+            add = self.viewer.add_labels if scan.layer_type == "labels" else self.viewer.add_image
+            layers.append(add(scan.data, **scan.layer_kwargs()))
         self.status.value = f"Opened {', '.join(s.name for s in scans)}."
         return layers
 

@@ -258,3 +258,38 @@ def store_mask(client, mask, geometry, **seg_kw) -> list:
     objects = seg_with_report(mask, geometry, **seg_kw)
     store_instances(client, objects, study)
     return objects
+
+
+def fetch_segs(client, study_uid: str, series_uid: str) -> list:
+    """The DICOM SEG objects of a SEG series (pydicom Datasets)."""
+    from .dicom_seg import is_seg_dataset
+
+    datasets = _call(client, "fetch the segmentation", client.retrieve_series, study_uid, series_uid)
+    segs = [ds for ds in datasets or [] if is_seg_dataset(ds)]
+    if not segs:
+        raise LesionSegError(f"Series {series_uid} holds no DICOM SEG.")
+    return segs
+
+
+def segs_on_sources(client, study_uid: str, segs: list, open_scans: list) -> list:
+    """Labels Scans of `segs`, each on its source: one of `open_scans` (already in the viewer), else its series
+    fetched from the PACS (returned too, before its labels). A source the PACS does not have is a clear error."""
+    from .dicom_seg import missing_source_message, referenced_series, seg_on_scans
+
+    out: list = []
+    known = list(open_scans)
+    for seg in segs:
+        labels = seg_on_scans(seg, known)
+        if labels is None:
+            _, source_series = referenced_series(seg)
+            in_study = {s["series_uid"] for s in list_series(client, study_uid)}
+            if source_series not in in_study:
+                raise LesionSegError(missing_source_message(seg, f"on the PACS (study {study_uid})"))
+            fetched = fetch_series(client, study_uid, source_series)
+            known.extend(fetched)
+            labels = seg_on_scans(seg, fetched)
+            if labels is None:
+                raise LesionSegError(missing_source_message(seg, "on the PACS"))
+            out.append(next(s for s in fetched if s.geometry is labels.geometry))
+        out.append(labels)
+    return out
