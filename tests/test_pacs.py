@@ -240,12 +240,14 @@ def test_export_seg_of_a_nifti_mask_onto_a_series_on_the_pacs(pacs, tmp_path, ca
     mask[TUMOUR] = 1
     write_mask(mask, scan.geometry, tmp_path / "mask.nii.gz")
     monkeypatch.setenv("LESIONSEG_PACS_PASSWORD", PASSWORD)
+    local = tmp_path / "local_seg.dcm"
     assert main(["export-seg", "--mask", str(tmp_path / "mask.nii.gz"), "--dicomweb", pacs["server"].dicomweb,
-                 "--user", USER, "--study", pacs["study"], "--series", pacs["series"]]) == 0
+                 "--user", USER, "--study", pacs["study"], "--series", pacs["series"], "--output", str(local)]) == 0
     assert "stored DICOM SEG" in capsys.readouterr().out
     client = _client(pacs)
     seg = _stored_seg(client, pacs["study"])
     assert seg.SegmentSequence[0].SegmentAlgorithmType == "MANUAL"
+    assert pydicom.dcmread(local).SOPInstanceUID == seg.SOPInstanceUID  # the local copy is the stored SEG
     np.testing.assert_array_equal(read_seg_on(seg, client, pacs), mask)
     assert sorted(s["modality"] for s in dw.list_series(client, pacs["study"])) == ["MR", "SEG", "SR"]
 

@@ -69,7 +69,8 @@ def _mask_on(scan, mask_path: str) -> np.ndarray:
 
 def run(args) -> int:
     from ..core.io.dicom_seg import SegAlgorithm, write_seg
-    from ..core.io.dicomweb import connect, redact, store_mask
+    from ..core.io.atomic import atomic_path
+    from ..core.io.dicomweb import connect, redact, seg_with_report, store_instances
     from ..core.models import default_registry
 
     if not args.output and not args.dicomweb:
@@ -92,13 +93,19 @@ def run(args) -> int:
     try:
         scan = _source_scan(args, client)
         mask = _mask_on(scan, args.mask)
-        if args.output:
+        if client is None:
             write_seg(mask, scan.geometry, args.output, source_path=args.source, **kw)
             print(f"wrote {args.output}")
-        if client is not None:
-            seg = store_mask(client, mask, scan.geometry, **kw)[0]
-            print(f"stored DICOM SEG {seg.SOPInstanceUID} and its measurement report in study "
-                  f"{seg.StudyInstanceUID} on {redact(client.lesionseg_url)}")
+            return 0
+        objects = seg_with_report(mask, scan.geometry, **kw)  # one SEG: the local copy is the stored object
+        seg = objects[0]
+        if args.output:
+            with atomic_path(args.output, [args.source]) as tmp:
+                seg.save_as(tmp, enforce_file_format=True)
+            print(f"wrote {args.output}")
+        store_instances(client, objects, str(seg.StudyInstanceUID))
+        print(f"stored DICOM SEG {seg.SOPInstanceUID} and its measurement report in study "
+              f"{seg.StudyInstanceUID} on {redact(client.lesionseg_url)}")
     finally:
         if client is not None:
             client._session.close()
