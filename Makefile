@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lesionseg-installed
 XVFB := xvfb-run -a -s "-screen 0 1600x1000x24"
 
-.PHONY: run test env headless-deps bench
+.PHONY: run test env headless-deps pacs-deps bench
 
 env: $(STAMP)
 
@@ -18,10 +18,14 @@ $(STAMP): pyproject.toml
 headless-deps:
 	bash scripts/ensure_headless_deps.sh
 
+# Orthanc + its DICOMweb plugin (Debian packages) for the PACS round-trip tests (tests/test_pacs*.py).
+pacs-deps:
+	bash scripts/ensure_pacs_deps.sh
+
 run: $(STAMP)
 	$(PY) -m napari_lesionseg.launch $(ARGS)
 
-test: $(STAMP) headless-deps
+test: $(STAMP) headless-deps pacs-deps
 	$(XVFB) $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(STAMP) headless-deps

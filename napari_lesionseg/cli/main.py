@@ -16,10 +16,12 @@ from ..core.errors import LesionSegError
 SUBCOMMANDS = [
     "ensemble",
     "evaluate",
+    "export_seg",
     "lines_to_masks",
     "points_to_masks",
     "measure",
     "models_cmd",
+    "pacs",
     "predict",
     "train",
 ]

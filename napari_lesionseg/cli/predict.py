@@ -2,6 +2,10 @@
 
 A folder gives one output per readable input; a file that fails is reported and the run goes on. Under
 `torchrun` the files are shared out across processes (each rank takes every WORLD_SIZE-th file).
+
+`--output-format seg` (or an output ending in .dcm) writes a DICOM SEG referring to the DICOM source. With
+`--dicomweb URL --study UID [--series UID]` the series comes from a PACS and the SEG (with a measurement report)
+is stored back to the same study; the password or token comes from an environment variable, never the command line.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from ._inputs import add_series_option, warn
 def add_parser(sub) -> None:
     p = sub.add_parser("predict", help="segment a scan or a folder of scans with a model")
     p.add_argument("--model", required=True, help="model name (see `lesionseg models`) or a model card path")
-    p.add_argument("--input", required=True, help="image/volume file, DICOM series folder, or a folder of files")
-    p.add_argument("--output", required=True,
-                   help="mask file (.nii.gz, .png, .tif), or a folder when --input is a folder")
+    p.add_argument("--input", help="image/volume file, DICOM series folder, or a folder of files")
+    p.add_argument("--output",
+                   help="mask file (.nii.gz, .png, .tif, .dcm = DICOM SEG), or a folder when --input is a folder "
+                        "(optional with --dicomweb: a local copy of the SEG)")
     p.add_argument("--pre", help="DCE-MRI: the pre-contrast scan; the model then sees --input minus it "
                                  "(post − pre subtraction, as `mri-lesion` was trained on)")
     p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
@@ -27,11 +32,16 @@ def add_parser(sub) -> None:
     p.add_argument("--probabilities", help="also write the probability map here (file, or folder for a cohort)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--output-format", default=None,
-                   help="for folders: mask file extension (default .nii.gz for NIfTI/DICOM inputs, else .png)")
+                   help="for folders: mask file extension (default .nii.gz for NIfTI/DICOM inputs, else .png); "
+                        "'seg' writes DICOM SEG files (.dcm) for DICOM inputs")
     p.add_argument("--force", action="store_true",
                    help="run even when the model is for another modality, or for colour (H&E) images and the input "
                         "is grayscale (refused otherwise: the result would mean nothing)")
-    add_series_option(p)
+    add_series_option(p)  # with --dicomweb: the series' UID (needed when the study has several)
+    from .pacs_args import add_pacs_arguments
+
+    add_pacs_arguments(p, study_help="with --dicomweb: the study to segment (its SEG is stored back there)")
+    p.add_argument("--no-store", action="store_true", help="with --dicomweb: do not store the SEG on the PACS")
     p.set_defaults(func=run)
 
 
@@ -46,6 +56,24 @@ def _output_name(src: Path, fmt: str | None) -> str:
     return name + "_mask" + (fmt or ".nii.gz")
 
 
+def _extension(fmt: str | None) -> str | None:
+    """--output-format as a file extension: 'seg' (DICOM SEG) is '.dcm'; 'png' or '.png' is '.png'."""
+    if not fmt:
+        return None
+    fmt = fmt.strip().lower()
+    if fmt in ("seg", "dicom-seg", "dcm"):
+        return ".dcm"
+    return fmt if fmt.startswith(".") else f".{fmt}"
+
+
+def seg_options(card, edited: bool = False) -> dict:
+    """What a DICOM SEG says about the model that made a mask (names, algorithm, automatic or corrected)."""
+    from ..core.io.dicom_seg import SegAlgorithm
+
+    return {"class_names": [c.name for c in card.classes], "algorithm": SegAlgorithm.from_card(card),
+            "edited": edited}
+
+
 def predict_file(predictor, src: Path, out: Path, prob_out: Path | None, threshold: float | None,
                  progress=None, pre: Path | None = None, series: str | None = None, force: bool = False) -> Path:
     from ..core.inference.run import ModelMismatch, segment_file
@@ -56,7 +84,7 @@ def predict_file(predictor, src: Path, out: Path, prob_out: Path | None, thresho
                                          force=force, notice=warn)
     except ModelMismatch as e:
         raise LesionSegError(f"{e} Pass --force to run it anyway.") from None
-    write_mask(mask, scan.geometry, out, source_path=src)
+    write_mask(mask, scan.geometry, out, source_path=src, seg=seg_options(predictor.card))
     if prob_out is not None:
         fg = probs if not predictor.card.multiclass else 1.0 - probs[0]
         write_probabilities(fg, scan.geometry, prob_out, source_path=src)
@@ -67,6 +95,13 @@ def run(args) -> int:
     from ..core.io import MASK_SUFFIXES, can_read, read_scan  # noqa: F401  (imported early: clear error if missing)
     from ..core.models import default_registry
 
+    args.output_format = _extension(args.output_format)
+    if args.dicomweb:
+        from .pacs_predict import run_dicomweb
+
+        return run_dicomweb(args)
+    if not args.input or not args.output:
+        raise LesionSegError("Give --input and --output (or --dicomweb URL --study UID to segment a study on a PACS).")
     src = Path(args.input)
     if not src.exists():
         raise LesionSegError(f"Input not found: {src}")
@@ -74,6 +109,9 @@ def run(args) -> int:
         raise LesionSegError(f"--threshold must lie between 0 and 1 (got {args.threshold}).")
     is_cohort = src.is_dir() and not _is_dicom_series(src)
     out_name = Path(args.output).name.lower()
+    if not is_cohort and args.output_format == ".dcm" and not out_name.endswith(".dcm"):
+        raise LesionSegError("--output-format seg writes a DICOM SEG: name the output *.dcm, "
+                             f"not {Path(args.output).name}.")
     if not is_cohort and not out_name.endswith(MASK_SUFFIXES):
         raise LesionSegError(f"Cannot write {Path(args.output).name}: use one of {', '.join(MASK_SUFFIXES)}.")
     if not is_cohort and args.probabilities and not Path(args.probabilities).name.lower().endswith(MASK_SUFFIXES):
@@ -110,7 +148,9 @@ def _cohort_files(src: Path) -> list[Path]:
 
 
 def _prob_name(mask_name: str) -> str:
-    return mask_name.replace("_mask", "_prob")
+    """Probability map beside a mask: same name with _prob; a DICOM SEG's probabilities go to NIfTI."""
+    name = mask_name.replace("_mask", "_prob")
+    return name[:-4] + ".nii.gz" if name.lower().endswith(".dcm") else name
 
 
 def check_paths(args, src: Path, pre: Path | None, files: list[Path]) -> None:
@@ -210,3 +250,4 @@ def _run_cohort(predictor, src: Path, files: list[Path], out_dir: Path, args) ->
             print(f"  failed: {n}: {msg}", file=sys.stderr)
         print(f"error report: {report}", file=sys.stderr)
     return 0 if done or not mine else 2
+

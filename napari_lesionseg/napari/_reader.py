@@ -30,8 +30,8 @@ def get_reader(path):
 
 
 def scan_layer_data(scan) -> tuple:
-    """(data, kwargs, 'image') for one Scan."""
-    return (scan.data, scan.layer_kwargs(), "image")
+    """(data, kwargs, 'image' or 'labels') for one Scan."""
+    return (scan.data, scan.layer_kwargs(), scan.layer_type)
 
 
 def read_layers(path) -> list:

@@ -29,8 +29,11 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     from ..core.io import write_mask
 
     try:
+        from .dicom_export import seg_options_from_metadata
+
         d = _data(data)
-        return [str(write_mask(d, _geometry(meta, len(d.shape)), path))]
+        seg = seg_options_from_metadata(meta.get("metadata"))
+        return [str(write_mask(d, _geometry(meta, len(d.shape)), path, seg=seg))]
     except LesionSegError as e:
         show_error(str(e))
         return []

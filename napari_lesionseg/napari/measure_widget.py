@@ -120,9 +120,14 @@ class MeasureWidget(QWidget):
         self.export_btn.setEnabled(False)
         self.draw_check = QCheckBox("Draw diameters")
         self.draw_check.setToolTip("Add the long and short axis of each lesion as a Shapes layer")
+        self.seg_btn = QPushButton("DICOM SEG + report…")
+        self.seg_btn.setToolTip("Save the mask as a DICOM SEG on its DICOM series, with the measurements as a DICOM "
+                                "structured report beside it (for a PACS)")
+        self.seg_btn.clicked.connect(lambda: self.export_dicom())
         buttons = QHBoxLayout()
         buttons.addWidget(self.measure_btn)
         buttons.addWidget(self.export_btn)
+        buttons.addWidget(self.seg_btn)
 
         self.table = QTableWidget(0, 0)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
@@ -363,6 +368,40 @@ class MeasureWidget(QWidget):
             return None
         show_info(f"Measurements saved to {out}")
         self.status.setText(f"Saved {out}")
+        return out
+
+
+    def export_dicom(self, path: str | Path | None = None) -> tuple[Path, Path] | None:
+        """The chosen mask as a DICOM SEG, and its measurements as a DICOM SR beside it (`<name>_report.dcm`)."""
+        from napari.utils.notifications import show_error, show_info
+
+        from ..core.errors import LesionSegError
+        from ..core.geometry import geometry_from_metadata
+        from ..core.io.dicom_sr import write_seg_and_report
+        from .dicom_export import is_dicom_layer, seg_options_from_metadata
+
+        layer = self.mask_combo.layer()
+        if layer is None or not is_dicom_layer(layer):
+            show_error("Choose a mask of a DICOM scan: a DICOM SEG refers to the DICOM images it was drawn on.")
+            return None
+        if path is None:
+            name, _ = QFileDialog.getSaveFileName(self, "Save DICOM SEG", f"{_safe(layer.name)}.dcm",
+                                                  "DICOM SEG (*.dcm)")
+            if not name:
+                return None
+            path = name
+        try:
+            out = write_seg_and_report(np.asarray(layer.data), geometry_from_metadata(layer.metadata), path,
+                                       source_path=_layer_source_path(layer),
+                                       **seg_options_from_metadata(layer.metadata))
+        except LesionSegError as e:
+            show_error(str(e))
+            return None
+        except OSError as e:
+            show_error(f"Could not write {path}: {e}")
+            return None
+        show_info(f"DICOM SEG saved to {out[0]}, measurement report to {out[1].name}")
+        self.status.setText(f"Saved {out[0]} and {out[1].name}")
         return out
 
 

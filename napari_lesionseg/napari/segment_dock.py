@@ -38,6 +38,7 @@ from ..core.geometry import geometry_from_metadata
 from ..core.inference.device import available_devices
 from ..core.inference.threshold import PostProcessing, apply_threshold
 from ..core.models import default_registry
+from .dicom_export import EDITED_KEY, is_dicom_layer, seg_options_from_metadata
 from .layer_utils import derived_layer_kwargs
 
 SCOPES = ("Current slice", "Whole volume", "Whole image / slide")
@@ -537,6 +538,7 @@ class SegmentDock(QWidget):
 
     def _mark_edited(self, seg: Segmentation) -> None:
         seg.edited = True
+        seg.labels_layer.metadata[EDITED_KEY] = True  # a DICOM SEG then says SEMIAUTOMATIC
 
     def _on_layer_removed(self, event) -> None:
         removed = _unwrap(event.value)
@@ -580,11 +582,13 @@ class SegmentDock(QWidget):
             changed = np.nonzero(new != labels.data)
             labels.data_setitem(changed, new[changed])
             seg.edited = False
+            labels.metadata[EDITED_KEY] = False
             return
         apply_threshold(seg.probs, self.threshold, labels.data, multiclass=seg.card.multiclass,
                         post=self.post_processing(), spacing=seg.spacing, region=region)
         if force:
             seg.edited = False
+            labels.metadata[EDITED_KEY] = False
         labels.refresh()
 
     def choose_threshold(self, criterion: str) -> float | None:
@@ -627,9 +631,12 @@ class SegmentDock(QWidget):
         if layer is None:
             show_warning("There is no mask to export yet: click Segment, or select a Labels layer.")
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Export mask", f"{layer.name}.nii.gz" if layer.ndim == 3
-                                              else f"{layer.name}.png",
-                                              "Masks (*.nii.gz *.nii *.png *.tif *.tiff)")
+        dicom = is_dicom_layer(layer)
+        default = f"{layer.name}.dcm" if dicom else f"{layer.name}.nii.gz" if layer.ndim == 3 else f"{layer.name}.png"
+        filters = "Masks (*.nii.gz *.nii *.png *.tif *.tiff)"
+        if dicom:
+            filters = "DICOM SEG (*.dcm);;" + filters
+        path, _ = QFileDialog.getSaveFileName(self, "Export mask", default, filters)
         if path:
             self.export_to(path, layer)
 
@@ -652,7 +659,8 @@ class SegmentDock(QWidget):
         geometry = geometry_from_metadata(layer.metadata)
         source = (layer.metadata.get("lesionseg", {}) or {}).get("source_path")
         try:
-            out = write_mask(np.asarray(layer.data), geometry, path, source_path=source)
+            out = write_mask(np.asarray(layer.data), geometry, path, source_path=source,
+                             seg=seg_options_from_metadata(layer.metadata))
         except LesionSegError as e:
             show_error(str(e))
             return None

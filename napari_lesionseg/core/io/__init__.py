@@ -61,7 +61,9 @@ def read_scan(path: str | os.PathLike, *, modality: str | None = None, spacing=N
             raise LesionSegError("NIfTI files carry their own voxel spacing; do not pass spacing=.")
         scans = read_nifti(p, **kw)
     elif name.endswith((".dcm", ".dicom")) or (not p.suffix and looks_like_dicom(p)):
-        scans = read_dicom_file(p, spacing=spacing, **kw)
+        from .dicom_seg import is_seg_file, read_seg_file
+
+        scans = read_seg_file(p) if is_seg_file(p) else read_dicom_file(p, spacing=spacing, **kw)
     elif name.endswith(TIFF_SUFFIXES + TIFFLIKE_SLIDES):
         if name.endswith(TIFFLIKE_SLIDES) or tiff_is_slide(p):
             scans = read_tiff_slide(p, spacing=spacing, **kw)

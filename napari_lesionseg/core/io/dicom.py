@@ -171,6 +171,35 @@ def _equal_rgb_to_gray(arr: np.ndarray, scan_note: list) -> tuple[np.ndarray, bo
     return arr, False
 
 
+HEADER_MAX_BINARY = 1024
+
+
+def header_json(ds) -> dict:
+    """The file's public header as DICOM JSON, without pixels, private tags or large binary values.
+
+    Kept in `Geometry.extra["dicom_header"]` so that a DICOM SEG can later name the patient, study and frame of
+    reference of its source even when the source files are gone (a series fetched from a PACS into memory).
+    """
+    from pydicom.dataset import Dataset
+
+    h = Dataset()
+    for elem in ds:
+        if elem.tag.is_private or elem.tag.group in (0x7FE0, 0x6000) or elem.tag.group >= 0xFFFA:
+            continue
+        if elem.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN") and len(elem.value or b"") > HEADER_MAX_BINARY:
+            continue
+        h.add(elem)
+    return h.to_json_dict()
+
+
+def instance_record(ds) -> dict:
+    """What a derived object (DICOM SEG) needs to point at one source slice."""
+    pos = _float_list(getattr(ds, "ImagePositionPatient", None))
+    return {"sop_instance_uid": str(getattr(ds, "SOPInstanceUID", "")),
+            "sop_class_uid": str(getattr(ds, "SOPClassUID", "")),
+            "position": pos, "instance_number": int(getattr(ds, "InstanceNumber", 0) or 0)}
+
+
 def summary(ds) -> dict:
     keys = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription",
             "InstanceNumber", "Modality", "Manufacturer", "PhotometricInterpretation", "BodyPartExamined",
@@ -236,7 +265,9 @@ def _scan_from_dataset(ds, arr, path: Path, *, modality=None, spacing=None) -> S
         reversed_axes=True,
         header=summary(ds),
         extra={"source_path": str(path), "format": "dicom", "spacing_source": ps_source,
-               "shape": tuple(n for n, a in zip(arr.shape, axes) if a in "zyx")},
+               "shape": tuple(n for n, a in zip(arr.shape, axes) if a in "zyx"),
+               "sop_instance_uids": [str(getattr(ds, "SOPInstanceUID", ""))],
+               "dicom_instances": [instance_record(ds)], "dicom_frames": frames, "dicom_header": header_json(ds)},
     )
     name = str(getattr(ds, "SeriesDescription", "") or "") or path.stem
     scan = Scan(data=arr, geometry=geom, modality=mod, name=name, rgb=rgb, axes=axes,
@@ -299,7 +330,11 @@ def read_dicom_folder(folder: str | Path, *, modality: str | None = None, spacin
         if "Rows" not in ds or ("SeriesInstanceUID" not in ds and "SOPInstanceUID" not in ds):
             continue  # DICOMDIR, structured reports, presentation states: no image
         headers.append((f, ds))
-    if not headers:
+    from .dicom_seg import is_seg_dataset
+
+    segs = [f for f, ds in headers if is_seg_dataset(ds)]
+    headers = [(f, ds) for f, ds in headers if not is_seg_dataset(ds)]
+    if not headers and not segs:
         detail = f" ({'; '.join(problems[:3])})" if problems else ""
         raise LesionSegError(f"No DICOM images found in the folder {folder}{detail}.")
     series: dict[str, list] = defaultdict(list)
@@ -312,6 +347,7 @@ def read_dicom_folder(folder: str | Path, *, modality: str | None = None, spacin
         except LesionSegError as e:
             desc = str(getattr(items[0][1], "SeriesDescription", "") or "")
             problems.append(str(e) if not desc or desc in str(e) else f"series '{desc}': {e}")
+    scans.extend(_segs_on_scans(segs, scans, folder))
     if not scans:
         raise LesionSegError(problems[0] if len(problems) == 1 else
                              f"No series in {folder.name} could be read: " + " · ".join(problems[:5]))
@@ -348,6 +384,26 @@ def _name_apart(scans: list[Scan]) -> None:
 def series_number_of(scan: Scan) -> str:
     """The DICOM SeriesNumber of a scan read from DICOM, '' when it has none."""
     return str(scan.metadata.get("dicom", {}).get("SeriesNumber") or scan.metadata.get("series_number") or "")
+
+
+def _segs_on_scans(seg_files: list, scans: list[Scan], folder: Path) -> list[Scan]:
+    """Labels scans of the DICOM SEG files of a folder, each on its source series read from the same folder."""
+    import pydicom
+
+    from .dicom_seg import missing_source_message, seg_on_scans
+
+    out = []
+    for f in seg_files:
+        ds = pydicom.dcmread(str(f))
+        labels = seg_on_scans(ds, scans)
+        if labels is not None:
+            out.append(labels)
+            continue
+        message = missing_source_message(ds, f"in {folder.name}")
+        if not scans:
+            raise LesionSegError(f"{Path(f).name}: {message}")
+        scans[0].warn(f"{Path(f).name} was not opened: {message}")
+    return out
 
 
 def _read_series(uid: str, items: list, *, modality=None, spacing=None, problems: list | None = None) -> list[Scan]:
@@ -452,7 +508,11 @@ def _read_series(uid: str, items: list, *, modality=None, spacing=None, problems
             header=summary(first),
             extra={"source_path": str(Path(items[0][0]).parent),
                    "source_files": [str(p[1]) for ph in phases for p in ph],
-                   "format": "dicom-series", "shape": tuple(vol.shape[-3:]), "spacing_source": ps_source},
+                   "format": "dicom-series", "shape": tuple(vol.shape[-3:]), "spacing_source": ps_source,
+                   # Source slices in array order (phase-major for DCE phases): what a DICOM SEG refers to.
+                   "sop_instance_uids": [str(getattr(p[2], "SOPInstanceUID", "")) for ph in phases for p in ph],
+                   "dicom_instances": [instance_record(p[2]) for ph in phases for p in ph],
+                   "dicom_phases": len(phases), "dicom_header": header_json(first)},
         ),
         modality=modality or modality_name(first),
         name=desc,

@@ -40,6 +40,8 @@ class Scan:
     multiscale: bool = False
     metadata: dict = field(default_factory=dict)
     """Reader notes: 'warnings' (list of str), DICOM summary, microns per pixel, etc."""
+    layer_type: str = "image"
+    """'image', or 'labels' for a mask read from a file (a DICOM SEG placed on its source series)."""
 
     @property
     def source_path(self) -> str | None:
@@ -72,8 +74,10 @@ class Scan:
             "name": self.name,
             "scale": self.layer_scale(),
             "metadata": self.layer_metadata(),
-            "rgb": self.rgb,
         }
+        if self.layer_type == "labels":
+            return kw
+        kw["rgb"] = self.rgb
         if self.multiscale:
             kw["multiscale"] = True
         if self.contrast_limits is not None:

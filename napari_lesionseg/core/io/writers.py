@@ -5,6 +5,7 @@
 - `.png`: 2D only; a binary mask is written 0/255, multi-class labels keep their values (uint8, or uint16 above 255).
 - `.tif` / `.tiff`: same values as PNG (3D masks as a page stack), with the spacing in the resolution tags;
   slide-sized masks (≥ 8192² pixels, or lazy arrays) as a tiled, zlib-compressed pyramid, written tile by tile.
+- `.dcm`: a DICOM SEG referring to the source series (masks of DICOM scans only; `dicom_seg.py`).
 Every write goes to a temporary file and is renamed at the end (`atomic.py`); the source scan is never overwritten.
 """
 
@@ -22,7 +23,7 @@ from .atomic import atomic_path
 from .nifti import is_nifti, write_nifti
 from .slide import SLIDE_PIXELS
 
-MASK_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff")
+MASK_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".dcm")
 TILE = 512
 
 
@@ -34,9 +35,19 @@ def _format_of(path: Path) -> str:
         return "png"
     if name.endswith((".tif", ".tiff")):
         return "tiff"
+    if name.endswith(".dcm"):
+        return "seg"
     raise LesionSegError(
         f"Cannot write {path.name}: unsupported extension. Use one of {', '.join(MASK_SUFFIXES)}."
     )
+
+
+def _image_format_of(path: Path) -> str:
+    fmt = _format_of(path)
+    if fmt == "seg":
+        raise LesionSegError(f"Cannot write {path.name}: a .dcm file here is a DICOM SEG, for masks only. "
+                             "Save images as .nii.gz or .tif.")
+    return fmt
 
 
 def _sources(geometry: Geometry | None, source_path) -> list:
@@ -89,15 +100,23 @@ def _display_labels(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def write_mask(mask, geometry: Geometry | None, path: str | os.PathLike, source_path=None) -> Path:
+def write_mask(mask, geometry: Geometry | None, path: str | os.PathLike, source_path=None, *,
+               seg: dict | None = None) -> Path:
     """Write a label mask (napari axis order, same spatial shape as the scan) to `path`; returns the path written.
 
     `geometry` is the source scan's (from `read_scan` or a layer's metadata); `source_path` adds one more file that
-    must not be overwritten (the geometry's own source is always protected).
+    must not be overwritten (the geometry's own source is always protected). `seg`: for a `.dcm` DICOM SEG, the
+    keyword arguments of `dicom_seg.build_seg` (class_names, algorithm, edited).
     """
     path = Path(path)
     fmt = _format_of(path)
     _check_shape(mask, geometry)
+    if fmt == "seg":
+        from .dicom_seg import write_seg
+
+        if geometry is None:
+            raise LesionSegError("A DICOM SEG needs the mask's DICOM scan; this mask has no source geometry.")
+        return write_seg(np.asarray(mask), geometry, path, source_path=source_path, **(seg or {}))
     geometry = geometry or Geometry(spacing=(1.0,) * np.ndim(mask))
     big = _is_lazy(mask) or (np.ndim(mask) == 2 and int(np.prod(mask.shape)) >= SLIDE_PIXELS)
     with atomic_path(path, _sources(geometry, source_path)) as tmp:
@@ -119,7 +138,7 @@ def write_mask(mask, geometry: Geometry | None, path: str | os.PathLike, source_
 def write_probabilities(prob, geometry: Geometry | None, path: str | os.PathLike, source_path=None) -> Path:
     """Write a probability map in [0, 1]: float32 for NIfTI/TIFF, 0–255 for PNG (8-bit)."""
     path = Path(path)
-    fmt = _format_of(path)
+    fmt = _image_format_of(path)
     a = np.asarray(prob, dtype=np.float32)
     _check_shape(a, geometry)
     if not np.isfinite(a).all():
@@ -220,7 +239,7 @@ def write_image_array(image, geometry: Geometry | None, path: str | os.PathLike,
     """Write a gray image (e.g. a subtraction volume) with its values unchanged: NIfTI/TIFF keep the dtype,
     PNG takes 8/16-bit integers only."""
     path = Path(path)
-    fmt = _format_of(path)
+    fmt = _image_format_of(path)
     a = np.asarray(image)
     _check_shape(a, geometry)
     if a.dtype == bool:
