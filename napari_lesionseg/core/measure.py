@@ -39,7 +39,6 @@ __all__ = [
     "measure_lesions",
     "diameters_2d",
     "measurements_to_rows",
-    "measurements_to_dataframe",
     "write_measurements_csv",
     "default_table_path",
 ]
@@ -341,13 +340,6 @@ def measurements_to_rows(measurements: list[LesionMeasurement]) -> tuple[list[st
         r += [round(c, 2) for c in m.centroid] + [round(c, 3) for c in m.centroid_mm]
         rows.append(r)
     return cols, rows
-
-
-def measurements_to_dataframe(measurements: list[LesionMeasurement]):
-    import pandas as pd
-
-    cols, rows = measurements_to_rows(measurements)
-    return pd.DataFrame(rows, columns=cols)
 
 
 def write_measurements_csv(measurements: list[LesionMeasurement], path: str | os.PathLike) -> Path:
