@@ -67,10 +67,11 @@ class Smoke:
         assert wanted and wanted <= have, f"missing from the wheel: {sorted(map(str, wanted - have))}"
 
     def models_listed_inside_the_package(self):
-        import json
+        from napari_lesionseg.core.models import ModelRegistry
 
         out = lesionseg("models")
-        names = {json.loads(p.read_text())["name"] for p in (self.repo / "models").glob("*.json")}
+        names = {c.name for c in ModelRegistry([self.repo / "models"]).cards()}  # what the clone's folder holds
+        assert "ultrasound-lesion" in names, names
         for name in names:
             assert name in out, f"{name} not listed:\n{out}"
         paths = [Path(w) for w in out.split() if w.endswith(".json")]
