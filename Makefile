@@ -1,7 +1,7 @@
 # Two commands for users and developers: `make run` and `make test`.
 # Both create/update the local virtual environment .venv from pyproject.toml first, with the exact torch and
 # torchvision of constraints.txt (users get ranges). `make test` also builds the wheel and checks it in a fresh
-# virtual environment outside the clone (scripts/wheel_smoke.sh, ~4 min, ~6 GB in $TMPDIR while it runs);
+# virtual environment outside the clone (scripts/wheel_smoke.sh, 5-9 min, ~6 GB in $TMPDIR while it runs);
 # `make test WHEEL_SMOKE=0` skips that step while developing.
 PYTHON ?= python3
 VENV := .venv

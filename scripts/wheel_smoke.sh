@@ -10,7 +10,7 @@ PYTHON="${PYTHON:-python3}"
 MAX_WHEEL_BYTES=60000000
 WORK="${LESIONSEG_SMOKE_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/lesionseg-wheel-smoke.XXXXXX")}"
 case "$WORK" in "$REPO"|"$REPO"/*) echo "wheel smoke: $WORK is inside the clone" >&2; exit 1;; esac
-[ -n "${LESIONSEG_SMOKE_DIR:-}" ] || trap 'rm -rf "$WORK"' EXIT
+[ -n "${LESIONSEG_SMOKE_DIR:-}" ] || trap 'echo "wheel smoke: removing $WORK"; rm -rf "$WORK"' EXIT
 mkdir -p "$WORK"
 
 # Build from a copy of what the wheel is made of, so the clone gets no build/ or .egg-info (and no stale files
@@ -40,3 +40,4 @@ SHARED="${LESIONSEG_SHARED_DATA:-$REPO/../shared/data}"
 env -u PYTHONPATH -u LESIONSEG_MODELS_DIR -u LESIONSEG_LINE_MODEL_DIR \
     LESIONSEG_USER_MODELS_DIR="$WORK/user-models" OMP_NUM_THREADS=1 \
     "$WORK/venv/bin/python" "$REPO/scripts/wheel_smoke.py" --repo "$REPO" --shared "$SHARED"
+echo "wheel smoke: ${SECONDS} s from the start to the last check"
