@@ -2,7 +2,8 @@
 
 Shipped models come from the package data (`napari_lesionseg.resources`: the repository's `models/` folder) or
 $LESIONSEG_MODELS_DIR; models made by fine-tuning live in the per-user data directory. A fine-tuned model never
-overwrites another: names are unique. Listeners registered with `on_change` are called when a model is published, so every dropdown refreshes itself.
+overwrites another: names are unique. Listeners registered with `on_change` are called when a model is published,
+so every dropdown refreshes itself.
 """
 
 from __future__ import annotations
