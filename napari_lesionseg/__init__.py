@@ -4,4 +4,4 @@
 `napari` holds the thin plugin layer (docks, readers, writers, sample data); `cli` the `lesionseg` command.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it (setuptools dynamic)

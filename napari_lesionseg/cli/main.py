@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from .. import __version__
 from ..core.errors import LesionSegError
 
 SUBCOMMANDS = [
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lesionseg",
         description="Breast lesion segmentation for MRI, mammography, H&E histology and ultrasound.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"{__package__}.{name}").add_parser(sub)

@@ -43,7 +43,6 @@ __all__ = [
     "measure_lesions",
     "diameters_2d",
     "measurements_to_rows",
-    "measurements_to_dataframe",
     "size_text",
     "write_measurements_csv",
     "default_table_path",
@@ -387,13 +386,6 @@ def size_text(n_pixels: int, spacing, spacing_known: bool) -> str:
     if ndim == 3:
         return f"{n_pixels} {what} = {n_pixels * cell / 1000.0:.2f} mL"
     return f"{n_pixels} {what} = {n_pixels * cell:.2f} mm²"
-
-
-def measurements_to_dataframe(measurements: list[LesionMeasurement]):
-    import pandas as pd
-
-    cols, rows = measurements_to_rows(measurements)
-    return pd.DataFrame(rows, columns=cols)
 
 
 def write_measurements_csv(measurements: list[LesionMeasurement], path: str | os.PathLike) -> Path:

@@ -1,4 +1,5 @@
-"""File → Open Sample: one small real case per modality, from `sample_data/` (citations in its README.md).
+"""File → Open Sample: one small real case per modality, from `sample_data/` (package data of
+`napari_lesionseg.resources`; citations in its README.md).
 
 Each provider returns napari LayerData tuples `(data, kwargs, layer_type)` with `scale` = the pixel/voxel size
 in mm and the `Geometry` in `metadata["lesionseg"]["geometry"]`, like the plugin's own readers, so
@@ -14,8 +15,9 @@ import numpy as np
 
 from ..core.errors import LesionSegError
 from ..core.geometry import METADATA_KEY, Geometry
+from ..resources import sample_data_dir
 
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
+SAMPLE_DIR = sample_data_dir()
 
 BUSI = "busi_malignant_006"
 MIAS = "mias_mdb184_x2"
@@ -27,7 +29,8 @@ DUKE = "duke153"
 def _path(name: str) -> Path:
     p = SAMPLE_DIR / name
     if not p.exists():
-        raise LesionSegError(f"Sample file {p} is missing; rebuild it with scripts/make_sample_data.py.")
+        raise LesionSegError(f"Sample file {p} is missing: reinstall napari-lesionseg (in a clone, "
+                             "rebuild it with scripts/make_sample_data.py).")
     return p
 
 

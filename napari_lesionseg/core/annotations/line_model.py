@@ -3,7 +3,8 @@
 Input (2, S, S): the image resampled in the line's frame (so the line always runs from column S/4 to 3S/4 on
 the middle row) and a channel holding the optional short-axis line (zeros when none was drawn).
 Output: lesion logits on the same grid. ~0.5 M parameters: it runs in a few milliseconds on a CPU.
-Weights live in `models/line_prompt/` (safetensors + JSON card), never in the dropdown of whole-image models.
+Weights live in `models/line_prompt/` (safetensors + JSON card; package data of `napari_lesionseg.resources`),
+never in the dropdown of whole-image models.
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import resources
 from ..errors import LesionSegError
 from .frame import LineFrame
 
-SHIPPED_DIR = Path(__file__).resolve().parents[3] / "models" / "line_prompt"
 DEFAULT_MODEL = "busi_line_unet"
 
 
 def model_dir() -> Path:
-    """models/line_prompt of the repository, or $LESIONSEG_LINE_MODEL_DIR (cross-validation, tests)."""
+    """The shipped models/line_prompt, or $LESIONSEG_LINE_MODEL_DIR (cross-validation, tests)."""
     env = os.environ.get("LESIONSEG_LINE_MODEL_DIR")
-    return Path(env) if env else SHIPPED_DIR
+    return Path(env) if env else resources.line_prompt_dir()
 
 
 def frame_input(image2d: np.ndarray, frame: LineFrame, short=None) -> np.ndarray:

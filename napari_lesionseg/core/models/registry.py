@@ -1,8 +1,9 @@
 """One list of models for the dock's dropdown and `lesionseg models`.
 
-Shipped models come from the repository's `models/` folder (or $LESIONSEG_MODELS_DIR); models made by
-fine-tuning live in the per-user data directory. A fine-tuned model never overwrites another: names are unique.
-Listeners registered with `on_change` are called when a model is published, so every dropdown refreshes itself.
+Shipped models come from the package data (`napari_lesionseg.resources`: the repository's `models/` folder) or
+$LESIONSEG_MODELS_DIR; models made by fine-tuning live in the per-user data directory. A fine-tuned model never
+overwrites another: names are unique. Listeners registered with `on_change` are called when a model is published,
+so every dropdown refreshes itself.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Callable
 
 import platformdirs
 
+from ... import resources
 from ..errors import LesionSegError
 from .card import ModelCard
 
@@ -23,7 +25,7 @@ def shipped_models_dir() -> Path:
     env = os.environ.get("LESIONSEG_MODELS_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "models"
+    return resources.shipped_models_dir()
 
 
 def user_models_dir() -> Path:
