@@ -30,7 +30,13 @@ def get_reader(path):
 
 
 def scan_layer_data(scan) -> tuple:
-    """(data, kwargs, 'image') for one Scan."""
+    """(data, kwargs, 'image') for one Scan; a saved mask (`*_mask*`, few whole values) comes back as 'labels'."""
+    from ..core.io.scan import mask_labels
+
+    labels = mask_labels(scan)
+    if labels is not None:
+        kw = scan.layer_kwargs()
+        return (labels, {k: kw[k] for k in ("name", "scale", "metadata")}, "labels")
     return (scan.data, scan.layer_kwargs(), "image")
 
 

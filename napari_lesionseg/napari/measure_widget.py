@@ -28,6 +28,8 @@ from qtpy.QtWidgets import (
 from ..core.errors import LesionSegError
 from ..core.geometry import METADATA_KEY, geometry_from_metadata
 from ..core.measure import default_table_path, measure_lesions, measurements_to_rows, write_measurements_csv
+from ._jobs import on_result, returning_errors
+from ._scroll import scrolling_layout
 
 NONE = "(none)"
 
@@ -132,7 +134,7 @@ class MeasureWidget(QWidget):
         self.status = QLabel("Choose a mask and press Measure.")
         self.status.setWordWrap(True)
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.draw_check)
         layout.addLayout(buttons)
@@ -231,9 +233,8 @@ class MeasureWidget(QWidget):
         except LesionSegError as e:
             self._show_error(e)
             return None
-        worker = thread_worker(measure_lesions)(**kwargs)
-        worker.returned.connect(lambda res: self._apply(layer, res, known))
-        worker.errored.connect(self._on_error)
+        worker = thread_worker(returning_errors(measure_lesions))(**kwargs)
+        worker.returned.connect(on_result(lambda res: self._apply(layer, res, known), self._on_error))
         worker.finished.connect(lambda: self.measure_btn.setEnabled(True))
         self.measure_btn.setEnabled(False)
         self.status.setText(f"Measuring '{layer.name}'…")

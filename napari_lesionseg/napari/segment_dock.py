@@ -37,6 +37,7 @@ from ..core.geometry import geometry_from_metadata
 from ..core.inference.device import available_devices
 from ..core.inference.threshold import PostProcessing, apply_threshold
 from ..core.models import default_registry
+from ._scroll import scrolling_layout
 from .layer_utils import derived_layer_kwargs
 
 SCOPES = ("Current slice", "Whole volume", "Whole image / slide")
@@ -100,7 +101,7 @@ class SegmentDock(QWidget):
     # -- UI ----------------------------------------------------------------------------------------------
     def _build_ui(self) -> None:
         self.setMaximumWidth(480)  # leave the canvas most of the window
-        lay = QVBoxLayout(self)
+        lay = scrolling_layout(self)
         form = QFormLayout()
         self.image_combo = QComboBox()
         self.model_combo = QComboBox()

@@ -42,6 +42,7 @@ from ..core.models.card import MODALITIES
 from ..core.training.config import TrainConfig
 from ..core.training.data import Case
 from ..core.training.losses import LOSSES
+from ._scroll import scrolling_layout
 
 SCRATCH = "(train from scratch)"
 AUGMENTATIONS = (("flip", "flips"), ("rot90", "90° turns"), ("affine", "rotate/scale"), ("intensity", "intensity"),
@@ -145,7 +146,7 @@ class FineTuneDock(QWidget):
 
     # -- UI ----------------------------------------------------------------------------------------------
     def _build_ui(self) -> None:
-        lay = QVBoxLayout(self)
+        lay = scrolling_layout(self)
         lay.addWidget(QLabel("Training pairs (mask ← image):"))
         self.pair_list = QListWidget()
         self.pair_list.setMaximumHeight(110)
