@@ -133,12 +133,18 @@ class MeasureWidget(QWidget):
         self.table.cellClicked.connect(lambda row, _col: self.jump_to(row))
         self.status = QLabel("Choose a mask and press Measure.")
         self.status.setWordWrap(True)
+        self.units_note = QLabel("Pixel size unknown — sizes in pixels (px, px²). State the pixel size in the "
+                                 "Segment dock (typed in, or from two ruler points) to measure in mm.")
+        self.units_note.setWordWrap(True)
+        self.units_note.setStyleSheet("color: #e0a030")
+        self.units_note.setVisible(False)
 
         layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.draw_check)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
+        layout.addWidget(self.units_note)
         layout.addWidget(self.table)
 
         # follow the selected Labels layer in the layer list
@@ -254,6 +260,7 @@ class MeasureWidget(QWidget):
         self._measured_layer = layer
         self._fill_table()
         n = len(self.measurements)
+        self.units_note.setVisible(not known)
         note = "" if known else " Pixel size unknown: sizes are in pixels, not mm."
         self.status.setText(f"{n} lesion(s) in '{layer.name}'. Click a row to go to the lesion.{note}")
         self.export_btn.setEnabled(n > 0)
@@ -263,8 +270,9 @@ class MeasureWidget(QWidget):
 
     def _fill_table(self) -> None:
         cols, rows = measurements_to_rows(self.measurements)
-        if not self._spacing_known:  # say pixels, not mm, on screen (the CSV keeps its column names)
-            cols = [c.replace("area_mm2", "area_px").replace("_mm", "_px") for c in cols]
+        if not self._spacing_known:  # say pixels, not mm, on screen (a no-op once core names the columns in px)
+            cols = [c.replace("area_mm2", "area_px2").replace("volume_ml", "volume_px3").replace("_mm", "_px")
+                    for c in cols]
         self.table.clear()
         self.table.setColumnCount(len(cols))
         self.table.setRowCount(len(rows))

@@ -323,7 +323,9 @@ class FineTuneDock(QWidget):
         return names[0]
 
     def _on_registry_change(self, new_name: str | None) -> None:
-        self.refresh_models(select=new_name)
+        """List a new model, but keep 'Start from' as the user chose it: a second run must not silently chain onto
+        the model the first run made."""
+        self.refresh_models()
 
     def _on_base_changed(self, name: str) -> None:
         card = self._base_card(name)
@@ -483,7 +485,8 @@ class FineTuneDock(QWidget):
                 dice = (done.get("metrics") or {}).get("val_dice")
                 msg = (f"{'Stopped early; ' if done.get('cancelled') else ''}published {done['name']}"
                        + (f" (validation Dice {dice:.3f})" if isinstance(dice, (int, float)) else "")
-                       + ". It is selected in the model lists; the parent model is still there.")
+                       + ". It is selected in the Segment dock's model list; 'Start from' stays "
+                       + f"{self.base_combo.currentText()}.")
                 self.status.setText(msg)
                 show_info(msg)
             elif self.process.error is None:
