@@ -64,3 +64,197 @@ def test_three_stacked_docks_fit_a_1600x1000_screen(make_napari_viewer, qtbot):
             assert win_rect.contains(rect), f"{type(dock).__name__}: '{button.text()}' at {rect} lies outside the " \
                                             f"window {win_rect}"
             assert rect.bottom() <= SCREEN_H, f"{type(dock).__name__}: '{button.text()}' is below the screen"
+
+
+# -- Accept and Export never overwrite what they did not write ------------------------------------------------
+
+SAMPLE = "busi_malignant_006"
+
+
+@pytest.fixture
+def sample_beside_expert_mask(tmp_path):
+    """The `make run` sample and its shipped expert mask, side by side as they are in sample_data/."""
+    for name in (f"{SAMPLE}.png", f"{SAMPLE}_mask.png"):
+        shutil.copy2(REPO / "sample_data" / name, tmp_path / name)
+    return tmp_path / f"{SAMPLE}.png", tmp_path / f"{SAMPLE}_mask.png"
+
+
+def _segment(dock, qtbot, model="ultrasound-lesion"):
+    dock.model_combo.setCurrentText(model)
+    dock.segment_btn.click()
+    qtbot.waitUntil(lambda: dock._worker is None, timeout=180_000)
+
+
+def test_accept_beside_the_expert_mask_keeps_it(make_napari_viewer, qtbot, sample_beside_expert_mask):
+    """Segment, then Ctrl+Shift+A (accept): the expert mask is byte-identical, the new mask lands at the next free
+    name and the dock says where; accepting again replaces only the dock's own file."""
+    scan, expert = sample_beside_expert_mask
+    before = {p.name: _sha(p) for p in (scan, expert)}
+    viewer = make_napari_viewer()
+    viewer.open(str(scan), plugin="napari-lesionseg")
+    dock = _open(viewer, "Segment lesions")
+    _segment(dock, qtbot)
+    mask_layer = dock.result.labels_layer
+    assert mask_layer.data.any()
+
+    out = dock.accept()
+    assert {p.name: _sha(p) for p in (scan, expert)} == before, "Accept changed the scan or the expert mask"
+    assert out == scan.parent / f"{SAMPLE}_mask-1.png" and out.exists()
+    assert "mask-1.png" in dock.status.text() and "kept" in dock.status.text()
+    import imageio.v3 as iio
+
+    np.testing.assert_array_equal(iio.imread(out) > 0, mask_layer.data > 0)
+
+    mask_layer.paint((10, 10), 1, refresh=True)
+    again = dock.accept()  # its own file from this session may be replaced; nothing else
+    assert again == out and sorted(p.name for p in scan.parent.iterdir()) == sorted(
+        [f"{SAMPLE}.png", f"{SAMPLE}_mask.png", f"{SAMPLE}_mask-1.png"])
+    assert iio.imread(out)[10, 10] > 0
+    assert {p.name: _sha(p) for p in (scan, expert)} == before
+
+
+def test_export_refuses_the_scan_and_any_open_file(make_napari_viewer, sample_beside_expert_mask):
+    scan, expert = sample_beside_expert_mask
+    before = {p.name: _sha(p) for p in (scan, expert)}
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(scan), plugin="napari-lesionseg")
+    [opened_mask] = viewer.open(str(expert), plugin="napari-lesionseg")
+    dock = _open(viewer, "Segment lesions")
+    from napari_lesionseg.napari.layer_utils import derived_layer_kwargs
+
+    mine = viewer.add_labels(np.ones(image.data.shape, np.uint8), **derived_layer_kwargs(image, "mine"))
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
+    assert dock.export_to(scan, mine) is None
+    assert dock.export_to(expert, mine) is None
+    assert dock.export_to(expert.with_suffix(".PNG").with_name(expert.name), mine) is None
+    assert {p.name: _sha(p) for p in (scan, expert)} == before
+    assert sum("Refusing to overwrite" in m for m in seen) == 3, seen
+    # napari's File ▸ Save goes through the plugin writer: refused as well
+    from napari_lesionseg.napari._writer import write_labels
+
+    assert write_labels(str(expert), np.asarray(mine.data), {"metadata": mine.metadata, "scale": mine.scale}) == []
+    assert {p.name: _sha(p) for p in (scan, expert)} == before
+    assert dock.export_to(scan.parent / "mine_mask.png", mine) is not None
+
+
+# -- Masks come back as Labels -------------------------------------------------------------------------------
+
+def test_exported_mask_reopens_as_labels(make_napari_viewer, tmp_path):
+    from napari_lesionseg.napari.layer_utils import derived_layer_kwargs
+    from napari_lesionseg.napari.segment_dock import default_mask_name
+
+    scan = tmp_path / "scan.png"
+    shutil.copy2(REPO / "sample_data" / f"{SAMPLE}.png", scan)
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(scan), plugin="napari-lesionseg")
+    dock = _open(viewer, "Segment lesions")
+    mask = np.zeros(image.data.shape, np.uint8)
+    mask[100:150, 200:260] = 1
+    layer = viewer.add_labels(mask, **derived_layer_kwargs(image, "scan mask"))
+    name = default_mask_name(layer)
+    assert "_mask" in name and name.endswith(".png")
+    out = dock.export_to(tmp_path / name, layer)
+    [back] = viewer.open(str(out), plugin="napari-lesionseg")
+    assert isinstance(back, Labels), f"{out.name} came back as {type(back).__name__}"
+    np.testing.assert_array_equal(back.data, mask)  # 0/255 on disk, 0/1 again as labels
+    np.testing.assert_allclose(back.scale, image.scale)
+    # the shipped expert mask too; the scan itself (named without _mask) stays an image
+    [expert] = viewer.open(str(REPO / "sample_data" / f"{SAMPLE}_mask.png"), plugin="napari-lesionseg")
+    assert isinstance(expert, Labels) and set(np.unique(expert.data)) == {0, 1}
+    assert isinstance(image, Image)
+    # a grey image named like a mask but holding many values is still an image
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "looks_like_a_mask.png", np.arange(256, dtype=np.uint8).reshape(16, 16))
+    [grey] = viewer.open(str(tmp_path / "looks_like_a_mask.png"), plugin="napari-lesionseg")
+    assert isinstance(grey, Image)
+
+
+# -- Segment twice ---------------------------------------------------------------------------------------------
+
+def test_segment_twice_replaces_its_layers_but_keeps_a_corrected_mask(make_napari_viewer, qtbot, tmp_path):
+    scan = tmp_path / f"{SAMPLE}.png"
+    shutil.copy2(REPO / "sample_data" / scan.name, scan)
+    viewer = make_napari_viewer()
+    viewer.open(str(scan), plugin="napari-lesionseg")
+    dock = _open(viewer, "Segment lesions")
+
+    def names():
+        return [l.name for l in viewer.layers]
+
+    _segment(dock, qtbot)
+    first = names()
+    _segment(dock, qtbot)
+    assert names() == first, "a second run added layers"
+    assert not any("[" in n for n in names()), names()
+    assert len([l for l in viewer.layers if isinstance(l, Labels)]) == 1
+
+    corrected = dock.result.labels_layer
+    corrected.paint((5, 5), 1, refresh=True)  # the user corrects the mask
+    painted = corrected.data.copy()
+    _segment(dock, qtbot)
+    labels = [l for l in viewer.layers if isinstance(l, Labels)]
+    assert len(labels) == 2, names()
+    assert any(l is corrected or getattr(l, "__wrapped__", None) is corrected for l in labels), "correction dropped"
+    np.testing.assert_array_equal(corrected.data, painted)
+    new = dock.result.labels_layer
+    assert new is not corrected and new.name != corrected.name and "run 2" in new.name
+    assert len([l for l in viewer.layers if l.metadata.get("lesionseg_probs")]) == 1
+    # the reference list offers the corrected mask but not the model's own output
+    refs = [dock.reference_combo.itemText(i) for i in range(dock.reference_combo.count())]
+    assert corrected.name in refs and new.name not in refs
+    assert dock.reference_combo.toolTip() == dock.reference_combo.currentText()
+
+
+# -- One message per failing job ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def messages():
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+
+    def collect(n):
+        seen.append(str(n.message))
+
+    notification_manager.notification_ready.connect(collect)
+    yield seen
+    notification_manager.notification_ready.disconnect(collect)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("the weights are damaged"),
+                                   __import__("napari_lesionseg.core.errors", fromlist=["x"]).LesionSegError(
+                                       "the weights are damaged")])
+def test_segment_error_shown_once(make_napari_viewer, qtbot, messages, monkeypatch, error):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.float32), name="scan")
+    dock = _open(viewer, "Segment lesions")
+
+    def broken(job):
+        raise error
+
+    monkeypatch.setattr(dock, "_predict", broken)
+    _segment(dock, qtbot)
+    qtbot.wait(100)
+    assert sum("the weights are damaged" in m for m in messages) == 1, messages
+    assert "the weights are damaged" in dock.status.text() and dock.segment_btn.isEnabled()
+
+
+def test_measure_error_shown_once(make_napari_viewer, qtbot, messages, monkeypatch):
+    from napari_lesionseg.napari import measure_widget
+
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.ones((32, 32), np.uint8), name="m")
+    dock = _open(viewer, "Measure lesions")
+
+    def broken(**_):
+        raise ValueError("cannot measure this")
+
+    monkeypatch.setattr(measure_widget, "measure_lesions", broken)
+    dock.measure_async()
+    qtbot.waitUntil(lambda: dock.measure_btn.isEnabled(), timeout=10_000)
+    qtbot.wait(100)
+    assert sum("cannot measure this" in m for m in messages) == 1, messages
