@@ -258,3 +258,60 @@ def test_measure_error_shown_once(make_napari_viewer, qtbot, messages, monkeypat
     qtbot.waitUntil(lambda: dock.measure_btn.isEnabled(), timeout=10_000)
     qtbot.wait(100)
     assert sum("cannot measure this" in m for m in messages) == 1, messages
+
+
+# -- Closing napari while Segment runs --------------------------------------------------------------------------
+
+@pytest.fixture
+def mri_model(tmp_path_factory, _user_model_dir):
+    from napari_lesionseg.core.models import default_registry
+    from tiny_models import tiny_model
+
+    card = tiny_model("slices", tmp_path_factory.getbasetemp() / "tiny-models", install_into=_user_model_dir)
+    return default_registry().get(card).name
+
+
+def test_closing_the_viewer_while_segment_runs_stops_the_job(make_napari_viewer, qtbot, mri_model):
+    """The worker is cancelled and joined when the window closes (it used to run on into a torn-down viewer and
+    end napari with a segfault)."""
+    from tiny_models import blob_volume
+
+    rng = np.random.default_rng(2)
+    vol = np.concatenate([blob_volume(rng, (16, 64, 64))[0] for _ in range(16)])  # 256 slices: a long job
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(vol, name="long volume")
+    dock = _open(viewer, "Segment lesions")
+    dock.model_combo.setCurrentText(mri_model)
+    dock.scope_combo.setCurrentText("Whole volume")
+    dock._predictor(mri_model, dock.device_combo.currentText()).batch_size = 1
+    dock.segment_btn.click()
+    qtbot.waitUntil(lambda: dock.progress.value() >= 2, timeout=60_000)
+    assert not dock._idle.is_set(), "the job should still be running"
+    viewer.close()
+    assert dock._cancel.is_set(), "closing did not cancel the job"
+    assert dock._idle.is_set(), "closing returned while the worker thread was still running"
+    assert dock.progress.value() < vol.shape[0]
+    # the worker's queued 'returned'/'finished' arrive after the close: nothing is added, nothing raises
+    qtbot.waitUntil(lambda: dock._worker is None, timeout=10_000)
+
+
+def test_removing_the_dock_while_segment_runs_stops_the_job(make_napari_viewer, qtbot, mri_model):
+    from tiny_models import blob_volume
+
+    rng = np.random.default_rng(3)
+    vol = np.concatenate([blob_volume(rng, (16, 64, 64))[0] for _ in range(16)])
+    viewer = make_napari_viewer()
+    viewer.add_image(vol, name="long volume")
+    dock = _open(viewer, "Segment lesions")
+    dock.model_combo.setCurrentText(mri_model)
+    dock.scope_combo.setCurrentText("Whole volume")
+    dock._predictor(mri_model, dock.device_combo.currentText()).batch_size = 1
+    dock.segment_btn.click()
+    qtbot.waitUntil(lambda: dock.progress.value() >= 2, timeout=60_000)
+    idle, cancel = dock._idle, dock._cancel
+    viewer.window.remove_dock_widget("all")
+    qtbot.waitUntil(idle.is_set, timeout=30_000)
+    assert cancel.is_set(), "the job ran on after its dock was removed"
+    qtbot.waitUntil(lambda: dock._worker is None, timeout=10_000)
+    assert len(viewer.layers) == 1
+    dock.deleteLater()  # a removed dock is the caller's to delete

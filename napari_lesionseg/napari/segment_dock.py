@@ -549,6 +549,7 @@ class SegmentDock(QWidget):
             show_error(str(e))
             return
         self._watch_window()
+        self._guard.closing = False
         self._cancel.clear()
         self._idle.clear()
         self.segment_btn.setEnabled(False)
@@ -576,6 +577,12 @@ class SegmentDock(QWidget):
             except RuntimeError:  # the window is already gone
                 pass
             self._guarded_window = None
+
+    def event(self, ev) -> bool:
+        """Taken out of the window (the dock's close button, `remove_dock_widget`): stop a running job."""
+        if ev.type() == QEvent.ParentChange and self.parent() is None and not self._idle.is_set():
+            self._guard.stop()
+        return super().event(ev)
 
     def close_and_wait(self) -> bool:
         """Cancel a running job and wait for its thread to end (at most JOIN_TIMEOUT_S); True when it ended."""
@@ -656,6 +663,8 @@ class SegmentDock(QWidget):
         return {"probs": probs}
 
     def _on_progress(self, done: int, total: int) -> None:
+        if self._guard.closing:
+            return
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
 
@@ -667,6 +676,8 @@ class SegmentDock(QWidget):
     def _worker_done(self) -> None:
         self._unwatch_window()
         self._worker = None
+        if self._guard.closing:  # the window (and these widgets) may be gone
+            return
         self.segment_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
         self.progress.setRange(0, 1)
