@@ -315,3 +315,72 @@ def test_removing_the_dock_while_segment_runs_stops_the_job(make_napari_viewer, 
     qtbot.waitUntil(lambda: dock._worker is None, timeout=10_000)
     assert len(viewer.layers) == 1
     dock.deleteLater()  # a removed dock is the caller's to delete
+
+
+# -- Units: px when the pixel size is unknown; stated or from a ruler -----------------------------------------------
+
+def test_units_follow_spacing_known_and_the_stated_pixel_size(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image, expert = viewer.open_sample("napari-lesionseg", "busi_ultrasound")  # a PNG: pixel size unknown
+    segment = _open(viewer, "Segment lesions")
+    measure = _open(viewer, "Measure lesions")
+    assert "px²" in segment.min_size.suffix() and "mm" not in segment.min_size.suffix()
+    assert not segment.units_note.isHidden() and "pixel size unknown" in segment.units_note.text().lower()
+    measure.mask_combo.select(expert)
+    rows = measure.measure_now()
+    header = [measure.table.horizontalHeaderItem(i).text() for i in range(measure.table.columnCount())]
+    assert "area_px2" in header and not any("mm" in h for h in header), header
+    assert not measure.units_note.isHidden()
+    pixels = rows[0].size
+
+    segment.pixel_size.setValue(0.1)
+    segment.set_pixel_size_btn.click()
+    assert "mm²" in segment.min_size.suffix() and segment.units_note.isHidden()
+    from napari_lesionseg.core.geometry import geometry_from_metadata
+
+    for layer in (image, expert):  # the expert mask was derived from the image: it moves with it
+        np.testing.assert_allclose(layer.scale, (0.1, 0.1))
+    geom = geometry_from_metadata(image.metadata)
+    assert geom.spacing == (0.1, 0.1) and geom.spacing_known and geom.extra["spacing_source"] == "given"
+    rows = measure.measure_now()
+    header = [measure.table.horizontalHeaderItem(i).text() for i in range(measure.table.columnCount())]
+    assert "area_mm2" in header and measure.units_note.isHidden()
+    assert rows[0].size == pytest.approx(pixels * 0.01)
+
+
+def test_ruler_sets_the_pixel_size(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image, _ = viewer.open_sample("napari-lesionseg", "busi_ultrasound")
+    segment = _open(viewer, "Segment lesions")
+    ruler = segment.add_ruler()
+    assert ruler.name == "ruler" and ruler.mode == "add"
+    ruler.add([[40.0, 30.0], [40.0, 230.0]])  # two depth-scale ticks 200 pixels apart...
+    segment.ruler_distance.setValue(20.0)  # ...that are 20 mm apart
+    segment.ruler_set_btn.click()
+    np.testing.assert_allclose(image.scale, (0.1, 0.1))
+    assert segment.units_note.isHidden() and "mm²" in segment.min_size.suffix()
+    np.testing.assert_allclose(ruler.scale, (0.1, 0.1))  # the ruler stays on the same pixels
+    assert "0.1 mm" in segment.status.text()
+    ruler.add([[50.0, 50.0]])  # a third point: a clear message, nothing changed
+    segment.ruler_distance.setValue(5.0)
+    segment.ruler_set_btn.click()
+    np.testing.assert_allclose(image.scale, (0.1, 0.1))
+
+
+# -- Fine-tune: 'Start from' stays the user's choice ------------------------------------------------------------
+
+def test_start_from_stays_after_a_new_model_is_published(make_napari_viewer, tmp_path_factory, _user_model_dir):
+    """A run's new model is listed (and picked in the Segment dock), but 'Start from' keeps what the user chose, so
+    a second run does not silently chain onto the first run's model."""
+    from napari_lesionseg.core.models import default_registry
+    from tiny_models import tiny_model
+
+    viewer = make_napari_viewer()
+    segment = _open(viewer, "Segment lesions")
+    tune = _open(viewer, "Fine-tune a model")
+    tune.base_combo.setCurrentText("ultrasound-lesion")
+    tiny_model("gray2d", tmp_path_factory.mktemp("tiny"), install_into=_user_model_dir)  # what a run publishes
+    default_registry().notify("tiny-gray")  # as TrainingProcess.poll does when a run has published
+    assert "tiny-gray" in [tune.base_combo.itemText(i) for i in range(tune.base_combo.count())]
+    assert tune.base_combo.currentText() == "ultrasound-lesion"
+    assert segment.model_combo.currentText() == "tiny-gray"

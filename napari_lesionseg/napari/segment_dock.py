@@ -370,8 +370,7 @@ class SegmentDock(QWidget):
         except LesionSegError as e:
             show_error(str(e))
             return None
-        for target in [layer] + [_unwrap(l) for l in self.viewer.layers
-                                 if (l.metadata.get(METADATA_KEY) or {}).get("derived_from") == layer.name]:
+        for target in [layer] + self._layers_on(layer):
             entry = dict(target.metadata.get(METADATA_KEY) or {})
             if geometry_from_metadata(target.metadata) is not None or target is layer:
                 entry["geometry"] = new.copy(extra=dict(new.extra))
@@ -385,6 +384,25 @@ class SegmentDock(QWidget):
         self._update_units()
         self.status.setText(f"{layer.name}: pixel size set to {new.spacing[-1]:.4g} mm; sizes are now in mm.")
         return new.spacing
+
+    def _layers_on(self, layer: Image) -> list:
+        """Layers that sit on `layer`'s pixels: made from it (masks, probabilities, the ruler), or read from the
+        same file with the same shape (a sample's expert mask)."""
+        from ..core.geometry import METADATA_KEY
+
+        source = (layer.metadata.get(METADATA_KEY) or {}).get("source_path")
+        shape = tuple(layer.data.shape[:layer.ndim]) if not layer.multiscale else None
+        out = []
+        for other in self.viewer.layers:
+            other = _unwrap(other)
+            entry = other.metadata.get(METADATA_KEY) or {}
+            if other is layer:
+                continue
+            same_file = source and entry.get("source_path") == source and shape is not None and \
+                tuple(np.shape(other.data)[:layer.ndim]) == shape
+            if entry.get("derived_from") == layer.name or same_file:
+                out.append(other)
+        return out
 
     def add_ruler(self):
         """A Points layer on the image: click two points a known distance apart (e.g. depth-scale ticks)."""
