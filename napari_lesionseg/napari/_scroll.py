@@ -8,7 +8,7 @@ scroll area a dock asks only for a small minimum height and scrolls the rest.
 from __future__ import annotations
 
 from qtpy.QtCore import QSize, Qt
-from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 
 class VerticalScrollArea(QScrollArea):
@@ -45,3 +45,30 @@ def scrolling_layout(dock: QWidget) -> QVBoxLayout:
     outer.addWidget(area)
     dock.scroll_area = area
     return QVBoxLayout(body)
+
+
+class WrappedLabel(QLabel):
+    """A word-wrapped message that always gets all its lines.
+
+    Inside a scroll area Qt lays a word-wrapped label out at the height of its first text, so a longer message
+    lost its second line under the next widget; this label asks for the height its text needs at its width."""
+
+    def __init__(self, text: str = "", parent=None):
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt API
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        height = self.heightForWidth(self.width()) if self.text() else 0
+        if height >= 0 and height != self.minimumHeight():
+            self.setMinimumHeight(height)
+            parent = self.parentWidget()
+            if parent is not None and parent.layout() is not None:
+                parent.layout().activate()

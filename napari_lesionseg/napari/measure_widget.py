@@ -29,7 +29,7 @@ from ..core.errors import LesionSegError
 from ..core.geometry import METADATA_KEY, geometry_from_metadata
 from ..core.measure import default_table_path, measure_lesions, measurements_to_rows, write_measurements_csv
 from ._jobs import on_result, returning_errors
-from ._scroll import scrolling_layout
+from ._scroll import WrappedLabel, scrolling_layout
 
 NONE = "(none)"
 
@@ -131,7 +131,7 @@ class MeasureWidget(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.cellClicked.connect(lambda row, _col: self.jump_to(row))
-        self.status = QLabel("Choose a mask and press Measure.")
+        self.status = WrappedLabel("Choose a mask and press Measure.")
         self.status.setWordWrap(True)
         self.units_note = QLabel("Pixel size unknown — sizes in pixels (px, px²). State the pixel size in the "
                                  "Segment dock (typed in, or from two ruler points) to measure in mm.")

@@ -39,7 +39,7 @@ from ..core.inference.device import available_devices
 from ..core.inference.threshold import PostProcessing, apply_threshold
 from ..core.models import default_registry
 from ._jobs import JobFailed
-from ._scroll import scrolling_layout
+from ._scroll import WrappedLabel, scrolling_layout
 from .layer_utils import derived_layer_kwargs, refuse_overwriting_open_inputs
 
 SCOPES = ("Current slice", "Whole volume", "Whole image / slide")
@@ -176,7 +176,7 @@ class SegmentDock(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.status = QLabel("")
+        self.status = WrappedLabel("")
         self.status.setWordWrap(True)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)

@@ -42,7 +42,7 @@ from ..core.models.card import MODALITIES
 from ..core.training.config import TrainConfig
 from ..core.training.data import Case
 from ..core.training.losses import LOSSES
-from ._scroll import scrolling_layout
+from ._scroll import WrappedLabel, scrolling_layout
 
 SCRATCH = "(train from scratch)"
 AUGMENTATIONS = (("flip", "flips"), ("rot90", "90° turns"), ("affine", "rotate/scale"), ("intensity", "intensity"),
@@ -241,7 +241,7 @@ class FineTuneDock(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
-        self.status = QLabel("")
+        self.status = WrappedLabel("")
         self.status.setWordWrap(True)
         self.plot = LossPlot()
         lay.addWidget(self.progress)
