@@ -29,7 +29,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QSlider,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -83,8 +82,9 @@ class _Bridge(QObject):
 class _CloseGuard(QObject):
     """Stops a running Segment job when the window closes or the dock goes away, and waits for it.
 
-    A worker thread still inside torch when napari tears its window down ended in a segfault (rc 139). The guard
-    holds only the job's two events (never the dock), so it is safe to call while the dock is being destroyed.
+    A worker thread left inside torch while napari tears its window down was reported to end in a segfault (rc 139);
+    here it kept the process alive until the whole run had finished (100 s after closing, on a Duke volume). The
+    guard holds only the job's two events (never the dock), so it is safe to call while the dock is destroyed.
     """
 
     def __init__(self, cancel: threading.Event, idle: threading.Event):
