@@ -111,7 +111,8 @@ def test_finetune_from_dock_on_busi_with_cancel(make_napari_viewer, qtbot, tmp_p
     items = [segment.model_combo.itemText(i) for i in range(segment.model_combo.count())]
     assert name in items and "tiny-gray" in items
     assert segment.model_combo.currentText() == name
-    assert dock.base_combo.currentText() == name
+    # Issue 14: 'Start from' keeps the user's choice (it used to switch to the new model, chaining a second run).
+    assert dock.base_combo.currentText() == "tiny-gray"
     assert "published busi-finetuned" in dock.status.text()
 
 

@@ -77,3 +77,39 @@ def default_geometry(shape: tuple[int, ...], spacing: float | tuple[float, ...] 
     if np.isscalar(spacing):
         spacing = (float(spacing),) * n
     return Geometry(spacing=tuple(float(s) for s in spacing))
+
+
+def with_given_spacing(geometry: Geometry, spacing: float | tuple[float, ...]) -> Geometry:
+    """A copy of `geometry` whose pixel size (mm) the user stated, for files that state none (PNG, JPEG…).
+
+    Scans that carry their own placement (a NIfTI/DICOM affine) are refused: their spacing is not a guess.
+    """
+    from .errors import LesionSegError
+
+    if geometry.nifti_affine is not None:
+        raise LesionSegError("This scan states its own voxel size (its file's affine); it cannot be changed here.")
+    values = (float(spacing),) * geometry.ndim if np.isscalar(spacing) else tuple(float(s) for s in spacing)
+    if len(values) != geometry.ndim:
+        raise LesionSegError(f"Give one pixel size or {geometry.ndim} (one per axis); got {len(values)}.")
+    if not all(np.isfinite(v) and v > 0 for v in values):
+        raise LesionSegError("The pixel size must be a positive number of millimetres.")
+    extra = dict(geometry.extra, spacing_source="given", spacing_known=True)
+    return replace(geometry, spacing=values, extra=extra)
+
+
+def spacing_from_ruler(p0, p1, distance_mm: float) -> float:
+    """Pixel size (mm) from two points (pixel coordinates) that lie `distance_mm` apart on the patient.
+
+    For ultrasound: two clicks on the depth scale's ticks (e.g. 10 mm apart) give the image's pixel size.
+    """
+    from .errors import LesionSegError
+
+    a, b = np.asarray(p0, float), np.asarray(p1, float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise LesionSegError("The ruler needs two points with the same number of coordinates.")
+    pixels = float(np.linalg.norm(b - a))
+    if not np.isfinite(distance_mm) or distance_mm <= 0:
+        raise LesionSegError("Enter the distance between the two ruler points in millimetres (more than 0).")
+    if pixels < 1.0:
+        raise LesionSegError("The two ruler points are less than one pixel apart; put them on two distant ticks.")
+    return float(distance_mm) / pixels

@@ -30,7 +30,14 @@ def get_reader(path):
 
 
 def scan_layer_data(scan) -> tuple:
-    """(data, kwargs, 'image' or 'labels') for one Scan."""
+    """(data, kwargs, 'image' or 'labels') for one Scan; a saved mask (`*_mask*`, few whole values) and a DICOM SEG
+    come back as 'labels'."""
+    from ..core.io.scan import mask_labels
+
+    labels = mask_labels(scan) if scan.layer_type == "image" else None
+    if labels is not None:
+        kw = scan.layer_kwargs()
+        return (labels, {k: kw[k] for k in ("name", "scale", "metadata")}, "labels")
     return (scan.data, scan.layer_kwargs(), scan.layer_type)
 
 

@@ -19,6 +19,15 @@ def _geometry(meta: dict, ndim: int):
     return geom
 
 
+def _protect_open_inputs(path: str) -> None:
+    """File ▸ Save never lands on a file an open layer was read from (the scan, an expert mask…)."""
+    import napari
+
+    from .layer_utils import refuse_overwriting_open_inputs
+
+    refuse_overwriting_open_inputs(path, napari.current_viewer())
+
+
 def _data(data):
     return data[0] if isinstance(data, list) else data  # multiscale: write the full resolution
 
@@ -31,6 +40,7 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     try:
         from .dicom_export import seg_options_from_metadata
 
+        _protect_open_inputs(path)
         d = _data(data)
         seg = seg_options_from_metadata(meta.get("metadata"))
         return [str(write_mask(d, _geometry(meta, len(d.shape)), path, seg=seg))]
@@ -46,6 +56,7 @@ def write_image(path: str, data, meta: dict) -> list[str]:
     from ..core.io.writers import write_image_array
 
     try:
+        _protect_open_inputs(path)
         d = _data(data)
         if meta.get("rgb"):
             raise LesionSegError("Saving colour images is not supported here; save masks or probability maps.")

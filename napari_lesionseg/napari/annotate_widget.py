@@ -249,6 +249,8 @@ class AnnotateWidget(QWidget):
         from napari.qt.threading import thread_worker
         from napari.utils.notifications import show_error
 
+        from ._jobs import on_result, returning_errors
+
         try:
             job, name, image = self._job()
         except LesionSegError as e:
@@ -266,12 +268,12 @@ class AnnotateWidget(QWidget):
             return self._show(result, name, image)
 
         @thread_worker
+        @returning_errors
         def work():
             return job(self._signals.step.emit, lambda: self._cancel)
 
         worker = work()
-        worker.returned.connect(lambda r: self._show(r, name, image))
-        worker.errored.connect(self._failed)
+        worker.returned.connect(on_result(lambda r: self._show(r, name, image), self._failed))
         worker.finished.connect(self._finished)
         self.run_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)

@@ -176,9 +176,10 @@ class HistologyWidget(QWidget):
                 return None
         from napari.qt.threading import thread_worker
 
-        worker = thread_worker(self._normalised)(layer, ref)
-        worker.returned.connect(lambda out: self._add_normalised(out, layer, ref))
-        worker.errored.connect(self._on_worker_error)
+        from ._jobs import on_result, returning_errors
+
+        worker = thread_worker(returning_errors(self._normalised))(layer, ref)
+        worker.returned.connect(on_result(lambda out: self._add_normalised(out, layer, ref), self._on_worker_error))
         self.norm_btn.setEnabled(False)
         self.result.setText("Normalising…")
         self._worker = worker
@@ -190,7 +191,7 @@ class HistologyWidget(QWidget):
         if isinstance(err, LesionSegError):
             self._error(err)
         else:
-            raise err
+            self._error(RuntimeError(f"Normalisation failed: {type(err).__name__}: {err}"))
 
     # ------------------------------------------------------------------------------------------ points
 

@@ -50,3 +50,35 @@ def copy_metadata(metadata: dict) -> dict:
     if METADATA_KEY in out:
         out[METADATA_KEY] = copy.copy(out[METADATA_KEY])
     return out
+
+
+def open_input_paths(viewer) -> list[str]:
+    """Every file (or DICOM folder) an open layer was read from: a save must never land on one of them."""
+    paths: list[str] = []
+    if viewer is None:
+        return paths
+    for layer in viewer.layers:
+        meta = getattr(layer, "metadata", None) or {}
+        entry = meta.get(METADATA_KEY, {}) if isinstance(meta, dict) else {}
+        if isinstance(entry, dict) and entry.get("source_path"):
+            paths.append(str(entry["source_path"]))
+        geom = geometry_from_metadata(meta)
+        if geom is not None:
+            paths.extend(str(p) for p in [geom.extra.get("source_path"), *(geom.extra.get("source_files") or [])] if p)
+        source = getattr(getattr(layer, "source", None), "path", None)
+        if source:
+            paths.append(str(source))
+    return list(dict.fromkeys(paths))
+
+
+def refuse_overwriting_open_inputs(path, viewer) -> None:
+    """Raise LesionSegError when `path` is a file an open layer was read from (the scan, an expert mask…)."""
+    from ..core.errors import LesionSegError
+    from ..core.io.atomic import refuse_overwriting_sources
+
+    for source in open_input_paths(viewer):
+        try:
+            refuse_overwriting_sources(path, [source])
+        except LesionSegError:
+            raise LesionSegError(f"Refusing to overwrite {source}: an open layer was read from it. "
+                                 "Choose another file name.") from None

@@ -21,13 +21,14 @@ from qtpy.QtWidgets import (
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..core.errors import LesionSegError
 from ..core.geometry import METADATA_KEY, geometry_from_metadata
 from ..core.measure import default_table_path, measure_lesions, measurements_to_rows, write_measurements_csv
+from ._jobs import on_result, returning_errors
+from ._scroll import WrappedLabel, scrolling_layout
 
 NONE = "(none)"
 
@@ -134,14 +135,20 @@ class MeasureWidget(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.cellClicked.connect(lambda row, _col: self.jump_to(row))
-        self.status = QLabel("Choose a mask and press Measure.")
+        self.status = WrappedLabel("Choose a mask and press Measure.")
         self.status.setWordWrap(True)
+        self.units_note = QLabel("Pixel size unknown — sizes in pixels (px, px²). State the pixel size in the "
+                                 "Segment dock (typed in, or from two ruler points) to measure in mm.")
+        self.units_note.setWordWrap(True)
+        self.units_note.setStyleSheet("color: #e0a030")
+        self.units_note.setVisible(False)
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.draw_check)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
+        layout.addWidget(self.units_note)
         layout.addWidget(self.table)
 
         # follow the selected Labels layer in the layer list
@@ -236,9 +243,8 @@ class MeasureWidget(QWidget):
         except LesionSegError as e:
             self._show_error(e)
             return None
-        worker = thread_worker(measure_lesions)(**kwargs)
-        worker.returned.connect(lambda res: self._apply(layer, res, known))
-        worker.errored.connect(self._on_error)
+        worker = thread_worker(returning_errors(measure_lesions))(**kwargs)
+        worker.returned.connect(on_result(lambda res: self._apply(layer, res, known), self._on_error))
         worker.finished.connect(lambda: self.measure_btn.setEnabled(True))
         self.measure_btn.setEnabled(False)
         self.status.setText(f"Measuring '{layer.name}'…")
@@ -258,6 +264,7 @@ class MeasureWidget(QWidget):
         self._measured_layer = layer
         self._fill_table()
         n = len(self.measurements)
+        self.units_note.setVisible(not known)
         note = "" if known else " Pixel size unknown: sizes are in pixels, not mm."
         self.status.setText(f"{n} lesion(s) in '{layer.name}'. Click a row to go to the lesion.{note}")
         self.export_btn.setEnabled(n > 0)

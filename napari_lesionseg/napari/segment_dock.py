@@ -15,7 +15,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import QEvent, QObject, Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -27,21 +27,28 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSlider,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..core.checks import replace_non_finite
 from ..core.errors import Cancelled, LesionSegError
-from ..core.geometry import geometry_from_metadata
+from ..core.geometry import geometry_from_metadata, spacing_from_ruler, with_given_spacing
 from ..core.inference.device import available_devices
 from ..core.inference.threshold import PostProcessing, apply_threshold
 from ..core.models import default_registry
+from ._jobs import JobFailed
+from ._scroll import WrappedLabel, scrolling_layout
 from .dicom_export import EDITED_KEY, is_dicom_layer, seg_options_from_metadata
-from .layer_utils import derived_layer_kwargs
+from .layer_utils import derived_layer_kwargs, refuse_overwriting_open_inputs
 
 SCOPES = ("Current slice", "Whole volume", "Whole image / slide")
+JOIN_TIMEOUT_S = 20.0
+"""How long closing napari waits for a cancelled Segment run to stop (it stops within one batch)."""
+RULER_LAYER = "ruler"
+UNKNOWN_PIXEL_SIZE = "Pixel size unknown — sizes in pixels. State it below, or put two ruler points a known " \
+                     "distance apart (e.g. on the depth scale)."
 
 
 def _unwrap(obj):
@@ -74,6 +81,33 @@ class _Bridge(QObject):
     notice = Signal(str)
 
 
+class _CloseGuard(QObject):
+    """Stops a running Segment job when the window closes or the dock goes away, and waits for it.
+
+    A worker thread left inside torch while napari tears its window down was reported to end in a segfault (rc 139);
+    here it kept the process alive until the whole run had finished (100 s after closing, on a Duke volume). The
+    guard holds only the job's two events (never the dock), so it is safe to call while the dock is destroyed.
+    """
+
+    def __init__(self, cancel: threading.Event, idle: threading.Event):
+        super().__init__()
+        self.cancel, self.idle = cancel, idle
+        self.closing = False
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Close:
+            self.stop()
+        return False
+
+    def stop(self, *_) -> bool:
+        """Cancel the running job (if any) and wait for its thread to finish; True when it finished."""
+        self.closing = True
+        if self.idle.is_set():
+            return True
+        self.cancel.set()
+        return self.idle.wait(JOIN_TIMEOUT_S)
+
+
 class SegmentDock(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
@@ -82,6 +116,12 @@ class SegmentDock(QWidget):
         self._predictors: dict = {}
         self._worker = None
         self._cancel = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._guard = _CloseGuard(self._cancel, self._idle)
+        self._guarded_window = None
+        self._written: set[Path] = set()
+        """Files this dock wrote in this session: Accept may replace these, never anything else."""
         self.result: Segmentation | None = None
         self._bridge = _Bridge()
         self._bridge.progress.connect(self._on_progress)
@@ -94,6 +134,10 @@ class SegmentDock(QWidget):
         self.viewer.layers.events.removed.connect(self.refresh_layers)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.destroyed.connect(lambda *_: self.registry.remove_listener(self._on_registry_change))
+        self.destroyed.connect(self._guard.stop)
+        from qtpy.QtWidgets import QApplication
+
+        QApplication.instance().aboutToQuit.connect(self._guard.stop)
         from .autosave import ensure_autosave
 
         ensure_autosave(self.viewer)
@@ -102,7 +146,7 @@ class SegmentDock(QWidget):
     # -- UI ----------------------------------------------------------------------------------------------
     def _build_ui(self) -> None:
         self.setMaximumWidth(480)  # leave the canvas most of the window
-        lay = QVBoxLayout(self)
+        lay = scrolling_layout(self)
         form = QFormLayout()
         self.image_combo = QComboBox()
         self.model_combo = QComboBox()
@@ -121,6 +165,7 @@ class SegmentDock(QWidget):
         lay.addLayout(form)
         self.model_combo.currentTextChanged.connect(self._show_model_info)
         self.image_combo.currentTextChanged.connect(self._default_scope)
+        self.image_combo.currentTextChanged.connect(self._update_units)
 
         row = QHBoxLayout()
         self.segment_btn = QPushButton("Segment")
@@ -133,7 +178,7 @@ class SegmentDock(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.status = QLabel("")
+        self.status = WrappedLabel("")
         self.status.setWordWrap(True)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
@@ -161,16 +206,23 @@ class SegmentDock(QWidget):
         self.min_size.setRange(0, 1e6)
         self.min_size.setDecimals(1)
         self.min_size.setSuffix(" mm² (mm³)")
+        self.min_size.setToolTip("Drop mask components smaller than this area (2D) or volume (3D)")
         bl.addRow("Drop smaller than", self.min_size)
         for w in (self.fill_holes, self.keep_largest):
             w.toggled.connect(lambda *_: self.rethreshold(force=False))
         self.min_size.valueChanged.connect(lambda *_: self.rethreshold(force=False))
-        hrow = QHBoxLayout()
         self.reference_combo = QComboBox()
         self.reference_combo.setToolTip("A labelled (corrected or ground-truth) mask of the segmented image")
+        self.reference_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.reference_combo.setMinimumContentsLength(14)  # long names are cut at the end; the tooltip has all
+        self.reference_combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.reference_combo.currentTextChanged.connect(
+            lambda text: self.reference_combo.setToolTip(text or "A labelled (corrected or ground-truth) mask"))
+        bl.addRow("Reference mask", self.reference_combo)
+        hrow = QHBoxLayout()
         self.best_iou_btn = QPushButton("Best IoU")
         self.best_gmean_btn = QPushButton("Best G-mean")
-        for w in (self.reference_combo, self.best_iou_btn, self.best_gmean_btn):
+        for w in (self.best_iou_btn, self.best_gmean_btn):
             hrow.addWidget(w)
         bl.addRow("Threshold from", hrow)
         from .evaluate_widget import EvaluateRow
@@ -179,15 +231,55 @@ class SegmentDock(QWidget):
         bl.addRow(self.evaluate_row)
         self.best_iou_btn.clicked.connect(lambda: self.choose_threshold("iou"))
         self.best_gmean_btn.clicked.connect(lambda: self.choose_threshold("gmean"))
-        self.reapply_btn = QPushButton("Re-apply threshold (discards manual corrections)")
+        self.reapply_btn = QPushButton("Re-apply threshold")
+        self.reapply_btn.setToolTip("Threshold again, discarding manual corrections (Ctrl+Z brings them back)")
         self.reapply_btn.clicked.connect(lambda: self.rethreshold(force=True))
         bl.addRow(self.reapply_btn)
         lay.addWidget(box)
+        lay.addWidget(self._pixel_size_box())
 
         self.export_btn = QPushButton("Export mask…")
         self.export_btn.clicked.connect(self._export_dialog)
         lay.addWidget(self.export_btn)
         lay.addStretch(1)
+
+    def _pixel_size_box(self) -> QGroupBox:
+        """State the pixel size of a file that has none (PNG/JPEG ultrasound), typed in or from two ruler points."""
+        box = QGroupBox("Pixel size")
+        form = QFormLayout(box)
+        self.units_note = QLabel(UNKNOWN_PIXEL_SIZE)
+        self.units_note.setWordWrap(True)
+        self.units_note.setStyleSheet("color: #e0a030")
+        form.addRow(self.units_note)
+        srow = QHBoxLayout()
+        self.pixel_size = QDoubleSpinBox()
+        self.pixel_size.setRange(0.00001, 100.0)
+        self.pixel_size.setDecimals(5)
+        self.pixel_size.setSingleStep(0.01)
+        self.pixel_size.setValue(0.1)
+        self.pixel_size.setSuffix(" mm")
+        self.set_pixel_size_btn = QPushButton("Set")
+        self.set_pixel_size_btn.setToolTip("Use this pixel size for the image (and the masks made from it)")
+        srow.addWidget(self.pixel_size)
+        srow.addWidget(self.set_pixel_size_btn)
+        form.addRow("Pixel size", srow)
+        rrow = QHBoxLayout()
+        self.ruler_btn = QPushButton("Ruler points")
+        self.ruler_btn.setToolTip(f"Adds a Points layer '{RULER_LAYER}': click two points a known distance apart")
+        self.ruler_distance = QDoubleSpinBox()
+        self.ruler_distance.setRange(0.01, 10000.0)
+        self.ruler_distance.setDecimals(2)
+        self.ruler_distance.setValue(10.0)
+        self.ruler_distance.setSuffix(" mm")
+        self.ruler_distance.setToolTip("The distance between the two ruler points")
+        self.ruler_set_btn = QPushButton("Set from ruler")
+        for w in (self.ruler_btn, self.ruler_distance, self.ruler_set_btn):
+            rrow.addWidget(w)
+        form.addRow("Ruler", rrow)
+        self.set_pixel_size_btn.clicked.connect(lambda: self.set_pixel_size(self.pixel_size.value()))
+        self.ruler_btn.clicked.connect(self.add_ruler)
+        self.ruler_set_btn.clicked.connect(lambda: self.set_pixel_size_from_ruler(self.ruler_distance.value()))
+        return box
 
     def _install_shortcuts(self) -> None:
         """Ctrl+Shift+S: Segment; Ctrl+Shift+A: accept (export beside the scan); Ctrl+Shift+N: next lesion."""
@@ -201,7 +293,11 @@ class SegmentDock(QWidget):
             sc.activated.connect(slot)
 
     def accept(self) -> Path | None:
-        """Accept the current mask: export it beside the scan as <scan>_mask.(nii.gz|png)."""
+        """Accept the current mask: export it beside the scan as <scan>_mask.(nii.gz|png).
+
+        A file of that name that this dock did not write in this session (the expert mask shipped beside the sample,
+        a colleague's mask) is never replaced: the mask goes to the next free name, <scan>_mask-1.png, and the
+        status line says where."""
         layer = self._export_layer()
         if layer is None:
             show_warning("There is no mask to accept yet.")
@@ -213,7 +309,18 @@ class SegmentDock(QWidget):
         src = Path(source)
         stem = src.name[:-7] if src.name.endswith(".nii.gz") else src.stem
         ext = ".nii.gz" if layer.ndim == 3 else ".png"
-        return self.export_to(src.parent / f"{stem}_mask{ext}", layer)
+        from ..core.io.atomic import free_path
+        from .layer_utils import open_input_paths
+
+        inputs = {Path(p).resolve() for p in open_input_paths(self.viewer)}
+        wanted = src.parent / f"{stem}_mask{ext}"
+        target = free_path(wanted, ours=[p for p in self._written if p not in inputs])
+        out = self.export_to(target, layer)
+        if out is not None and target != wanted:
+            msg = f"{wanted.name} already exists and was kept; the mask was written to {out}"
+            show_info(msg)
+            self.status.setText(msg)
+        return out
 
     def next_lesion(self) -> None:
         """Centre the view on the next connected lesion of the mask (cycles)."""
@@ -233,6 +340,115 @@ class SegmentDock(QWidget):
         self.viewer.camera.center = tuple(world[-2:])
         self.status.setText(f"Lesion {self._lesion_cursor + 1} of {n}")
 
+    # -- pixel size --------------------------------------------------------------------------------------
+    def spacing_known(self, layer=None) -> bool:
+        """Whether the image's pixel size is known (stated by its file or by the user), so sizes are in mm."""
+        layer = layer if layer is not None else self.current_image()
+        if layer is None:
+            return True
+        geom = geometry_from_metadata(layer.metadata)
+        if geom is not None:
+            return geom.spacing_known
+        return not all(float(s) == 1.0 for s in layer.scale)
+
+    def _update_units(self, *_) -> None:
+        """Size fields say px when the pixel size is unknown (1 = one pixel, not 1 mm), mm otherwise."""
+        layer = self.current_image()
+        known = self.spacing_known(layer)
+        self.min_size.setSuffix(" mm² (mm³)" if known else " px² (px³)")
+        self.units_note.setVisible(not known)
+        if known and layer is not None:
+            self.pixel_size.setValue(float(layer.scale[-1]))
+
+    def set_pixel_size(self, mm: float) -> tuple | None:
+        """Give the current image (and every layer made from it) a pixel size in mm; returns the new spacing."""
+        from ..core.geometry import METADATA_KEY, default_geometry
+
+        layer = self.current_image()
+        if layer is None:
+            show_warning("Open an image first.")
+            return None
+        n = layer.ndim
+        geom = geometry_from_metadata(layer.metadata) or default_geometry(tuple(layer.data.shape[:n]),
+                                                                          tuple(layer.scale[-n:]))
+        try:
+            new = with_given_spacing(geom, mm)
+        except LesionSegError as e:
+            show_error(str(e))
+            return None
+        for target in [layer] + self._layers_on(layer):
+            entry = dict(target.metadata.get(METADATA_KEY) or {})
+            if geometry_from_metadata(target.metadata) is not None or target is layer:
+                entry["geometry"] = new.copy(extra=dict(new.extra))
+            target.metadata[METADATA_KEY] = entry
+            scale = list(target.scale)
+            scale[-n:] = new.spacing
+            target.scale = scale
+        if self.result is not None and self.result.image_layer is layer:
+            self.result.spacing = tuple(self.result.labels_layer.scale)
+        self.viewer.reset_view()
+        self._update_units()
+        self.status.setText(f"{layer.name}: pixel size set to {new.spacing[-1]:.4g} mm; sizes are now in mm.")
+        return new.spacing
+
+    def _layers_on(self, layer: Image) -> list:
+        """Layers that sit on `layer`'s pixels: made from it (masks, probabilities, the ruler), or read from the
+        same file with the same shape (a sample's expert mask)."""
+        from ..core.geometry import METADATA_KEY
+
+        source = (layer.metadata.get(METADATA_KEY) or {}).get("source_path")
+        shape = tuple(layer.data.shape[:layer.ndim]) if not layer.multiscale else None
+        out = []
+        for other in self.viewer.layers:
+            other = _unwrap(other)
+            entry = other.metadata.get(METADATA_KEY) or {}
+            if other is layer:
+                continue
+            same_file = source and entry.get("source_path") == source and shape is not None and \
+                tuple(np.shape(other.data)[:layer.ndim]) == shape
+            if entry.get("derived_from") == layer.name or same_file:
+                out.append(other)
+        return out
+
+    def add_ruler(self):
+        """A Points layer on the image: click two points a known distance apart (e.g. depth-scale ticks)."""
+        from ..core.geometry import METADATA_KEY
+
+        layer = self.current_image()
+        if layer is None:
+            show_warning("Open an image first.")
+            return None
+        if RULER_LAYER in self.viewer.layers:
+            ruler = _unwrap(self.viewer.layers[RULER_LAYER])
+        else:
+            ruler = _unwrap(self.viewer.add_points(
+                np.empty((0, layer.ndim)), ndim=layer.ndim, name=RULER_LAYER, scale=layer.scale,
+                translate=layer.translate, face_color="yellow", size=max(layer.data.shape[-2:]) / 100,
+                metadata={METADATA_KEY: {"derived_from": layer.name}}))
+        self.viewer.layers.selection.active = ruler
+        ruler.mode = "add"
+        self.status.setText("Click two points a known distance apart, enter the distance, then 'Set from ruler'.")
+        return ruler
+
+    def set_pixel_size_from_ruler(self, distance_mm: float) -> tuple | None:
+        """Pixel size from the ruler's two points and the distance between them (core `spacing_from_ruler`)."""
+        layer = self.current_image()
+        if layer is None or RULER_LAYER not in self.viewer.layers:
+            show_warning("Click 'Ruler points' and put two points on the image first.")
+            return None
+        ruler = _unwrap(self.viewer.layers[RULER_LAYER])
+        points = np.asarray(ruler.data, float)
+        try:
+            if len(points) != 2:
+                raise LesionSegError(f"The ruler needs exactly two points; it has {len(points)}. Delete the extra "
+                                     "ones (Points layer, select and Delete).")
+            pixels = [np.asarray(layer.world_to_data(ruler.data_to_world(pt)), float)[-2:] for pt in points]
+            mm = spacing_from_ruler(pixels[0], pixels[1], distance_mm)
+        except LesionSegError as e:
+            show_error(str(e))
+            return None
+        return self.set_pixel_size(mm)
+
     # -- lists -------------------------------------------------------------------------------------------
     def image_layers(self) -> list[Image]:
         return [l for l in self.viewer.layers if isinstance(l, Image) and not l.metadata.get("lesionseg_probs")]
@@ -246,14 +462,24 @@ class SegmentDock(QWidget):
         if current in names:
             self.image_combo.setCurrentText(current)
         self.image_combo.blockSignals(False)
+        self.refresh_references()
+        if self.image_combo.currentText() != current:  # a new image gets its default scope; the user's choice
+            self._default_scope()                       # survives the layers Segment itself adds
+        self._update_units()
+
+    def refresh_references(self) -> None:
+        """Labelled masks to pick a threshold from: every Labels layer but the model's own output."""
+        own = self.result.labels_layer if self.result is not None else None
         ref = self.reference_combo.currentText()
+        self.reference_combo.blockSignals(True)
         self.reference_combo.clear()
-        refs = [l.name for l in self.viewer.layers if isinstance(l, Labels)]
+        refs = [l.name for l in self.viewer.layers if isinstance(l, Labels) and _unwrap(l) is not own]
         self.reference_combo.addItems(refs)
         if ref in refs:
             self.reference_combo.setCurrentText(ref)
-        if self.image_combo.currentText() != current:  # a new image gets its default scope; the user's choice
-            self._default_scope()                       # survives the layers Segment itself adds
+        self.reference_combo.blockSignals(False)
+        self.reference_combo.setToolTip(self.reference_combo.currentText()
+                                        or "A labelled (corrected or ground-truth) mask of the segmented image")
 
     def refresh_models(self, select: str | None = None) -> None:
         current = select or self.model_combo.currentText()
@@ -343,7 +569,10 @@ class SegmentDock(QWidget):
         except LesionSegError as e:
             show_error(str(e))
             return
+        self._watch_window()
+        self._guard.closing = False
         self._cancel.clear()
+        self._idle.clear()
         self.segment_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         self.progress.setRange(0, 0)
@@ -354,6 +583,31 @@ class SegmentDock(QWidget):
         worker.finished.connect(self._worker_done)
         self._worker = worker
         worker.start()
+
+    def _watch_window(self) -> None:
+        """While a job runs, closing the main window cancels it and waits for it (see _CloseGuard)."""
+        window = self.window()
+        if window is not self:
+            window.installEventFilter(self._guard)
+            self._guarded_window = window
+
+    def _unwatch_window(self) -> None:
+        if self._guarded_window is not None:
+            try:
+                self._guarded_window.removeEventFilter(self._guard)  # left installed, it keeps the viewer alive
+            except RuntimeError:  # the window is already gone
+                pass
+            self._guarded_window = None
+
+    def event(self, ev) -> bool:
+        """Taken out of the window (the dock's close button, `remove_dock_widget`): stop a running job."""
+        if ev.type() == QEvent.ParentChange and self.parent() is None and not self._idle.is_set():
+            self._guard.stop()
+        return super().event(ev)
+
+    def close_and_wait(self) -> bool:
+        """Cancel a running job and wait for its thread to end (at most JOIN_TIMEOUT_S); True when it ended."""
+        return self._guard.stop()
 
     def _plan(self, layer: Image, card, scope: str) -> dict:
         """Everything the worker needs, read on the GUI thread (layers must not be touched from the worker)."""
@@ -410,11 +664,16 @@ class SegmentDock(QWidget):
         return candidates[-1] if candidates else 0
 
     def _run_job(self, job: dict):
-        """Runs in the worker thread: only numpy/torch here. A Cancel comes back as a result, not an error."""
+        """Runs in the worker thread: only numpy/torch here. A Cancel or an error comes back as a result: raised, an
+        error would reach napari's own notifier as well as this dock's message (shown twice)."""
         try:
             return self._predict(job)
         except Cancelled:
             return {"cancelled": True}
+        except Exception as e:  # noqa: BLE001 - shown once by _failed
+            return JobFailed(e)
+        finally:
+            self._idle.set()
 
     def _predict(self, job: dict):
         predictor = self._predictor(*job["model"])
@@ -433,6 +692,8 @@ class SegmentDock(QWidget):
         return {"probs": probs}
 
     def _on_progress(self, done: int, total: int) -> None:
+        if self._guard.closing:
+            return
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
 
@@ -442,7 +703,10 @@ class SegmentDock(QWidget):
             self.status.setText("Cancelling…")
 
     def _worker_done(self) -> None:
+        self._unwatch_window()
         self._worker = None
+        if self._guard.closing:  # the window (and these widgets) may be gone
+            return
         self.segment_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
         self.progress.setRange(0, 1)
@@ -458,8 +722,13 @@ class SegmentDock(QWidget):
             self.status.setText(f"Segmentation failed: {type(err).__name__}: {err}")
             show_error(f"Segmentation failed: {type(err).__name__}: {err}")
 
-    def _finish(self, job: dict, out: dict) -> None:
+    def _finish(self, job: dict, out) -> None:
         card = job["card"]
+        if self._guard.closing:
+            return
+        if isinstance(out, JobFailed):
+            self._failed(out.error)
+            return
         if out.get("cancelled"):
             self._failed(Cancelled())
             return
@@ -498,6 +767,37 @@ class SegmentDock(QWidget):
             self.status.setText(f"Segmented with {card.name}. Move the threshold, correct with the label tools, "
                                 "then Export.")
         self.viewer.layers.selection.active = self.result.labels_layer
+        self.refresh_references()
+
+    def _previous_results(self, layer: Image, card) -> tuple[list, list]:
+        """(probability layers, Labels layers) an earlier Segment run made from this image with this model."""
+        probs, labels = [], []
+        for l in self.viewer.layers:
+            meta = l.metadata or {}
+            if (meta.get("lesionseg") or {}).get("derived_from") != layer.name or meta.get("lesionseg_model") != card.name:
+                continue
+            if meta.get("lesionseg_probs"):
+                probs.append(_unwrap(l))
+            elif isinstance(l, Labels):
+                labels.append(_unwrap(l))
+        return probs, labels
+
+    def _clear_previous_results(self, layer: Image, card) -> str:
+        """Remove what an earlier run of this model on this image added, so a second run does not stack
+        "… [1]" layers. A mask the user painted on is kept (their work), and the new mask gets a name of its own;
+        returns the name for the new mask."""
+        probs, labels = self._previous_results(layer, card)
+        kept = [l for l in labels if l.metadata.get(EDITED_KEY)]
+        for l in probs + [l for l in labels if l not in kept]:
+            self.viewer.layers.remove(l)
+        name = f"{layer.name} mask"
+        if name in self.viewer.layers:
+            k = 2
+            while f"{layer.name} mask ({card.name}, run {k})" in self.viewer.layers:
+                k += 1
+            name = f"{layer.name} mask ({card.name}, run {k})"
+            self.status.setText(f"Your corrected mask was kept; the new one is '{name}'.")
+        return name
 
     def _new_result(self, layer: Image, card, probs) -> Segmentation:
         if not isinstance(probs, np.ndarray):  # a slide-sized result in a zarr store: shown lazily
@@ -508,13 +808,14 @@ class SegmentDock(QWidget):
                 probs = probs[0]
         fg = probs if not card.multiclass else 1.0 - probs[0]
         base = layer.name
+        mask_name = self._clear_previous_results(layer, card)
         pkw = derived_layer_kwargs(layer, f"{base} probabilities ({card.name})", ndim=fg.ndim)
         pkw["metadata"]["lesionseg_probs"] = True
         pkw["metadata"]["lesionseg_model"] = card.name
         prob_layer = self.viewer.add_image(fg, colormap="inferno", blending="additive", opacity=0.5,
                                            contrast_limits=(0, 1), **pkw)
         shape = probs.shape[1:] if card.multiclass else probs.shape
-        lkw = derived_layer_kwargs(layer, f"{base} mask", ndim=len(shape))
+        lkw = derived_layer_kwargs(layer, mask_name, ndim=len(shape))
         lkw["metadata"]["lesionseg_model"] = card.name
         if isinstance(probs, np.ndarray):
             labels = self.viewer.add_labels(np.zeros(shape, np.uint8), opacity=0.5, **lkw)
@@ -538,7 +839,7 @@ class SegmentDock(QWidget):
 
     def _mark_edited(self, seg: Segmentation) -> None:
         seg.edited = True
-        seg.labels_layer.metadata[EDITED_KEY] = True  # a DICOM SEG then says SEMIAUTOMATIC
+        seg.labels_layer.metadata[EDITED_KEY] = True  # a later run keeps this layer; a DICOM SEG says SEMIAUTOMATIC
 
     def _on_layer_removed(self, event) -> None:
         removed = _unwrap(event.value)
@@ -632,9 +933,10 @@ class SegmentDock(QWidget):
             show_warning("There is no mask to export yet: click Segment, or select a Labels layer.")
             return
         dicom = is_dicom_layer(layer)
-        default = f"{layer.name}.dcm" if dicom else f"{layer.name}.nii.gz" if layer.ndim == 3 else f"{layer.name}.png"
+        default = default_mask_name(layer)
         filters = "Masks (*.nii.gz *.nii *.png *.tif *.tiff)"
         if dicom:
+            default = default.removesuffix(".nii.gz").removesuffix(".png") + ".dcm"
             filters = "DICOM SEG (*.dcm);;" + filters
         path, _ = QFileDialog.getSaveFileName(self, "Export mask", default, filters)
         if path:
@@ -659,6 +961,7 @@ class SegmentDock(QWidget):
         geometry = geometry_from_metadata(layer.metadata)
         source = (layer.metadata.get("lesionseg", {}) or {}).get("source_path")
         try:
+            refuse_overwriting_open_inputs(path, self.viewer)  # the scan, an expert mask, any file a layer shows
             out = write_mask(np.asarray(layer.data), geometry, path, source_path=source,
                              seg=seg_options_from_metadata(layer.metadata))
         except LesionSegError as e:
@@ -667,6 +970,17 @@ class SegmentDock(QWidget):
         except OSError as e:
             show_error(f"Could not write {path}: {e}")
             return None
+        self._written.add(Path(out).resolve())
         show_info(f"Mask written to {out}")
         self.status.setText(f"Exported {out}")
         return Path(out)
+
+
+def default_mask_name(layer) -> str:
+    """`<layer>_mask.png` (or .nii.gz for volumes): masks are named `*_mask*`, so they reopen as Labels."""
+    import re
+
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", layer.name).strip("._") or "lesion"
+    if "_mask" not in stem.lower():
+        stem = re.sub(r"_?mask$", "", stem, flags=re.IGNORECASE) + "_mask"
+    return f"{stem}.nii.gz" if layer.ndim == 3 else f"{stem}.png"

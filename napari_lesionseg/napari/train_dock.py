@@ -32,7 +32,6 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -43,6 +42,7 @@ from ..core.names import check_model_name
 from ..core.training.config import TrainConfig
 from ..core.training.data import Case
 from ..core.training.losses import LOSSES
+from ._scroll import WrappedLabel, scrolling_layout
 
 SCRATCH = "(train from scratch)"
 AUGMENTATIONS = (("flip", "flips"), ("rot90", "90° turns"), ("affine", "rotate/scale"), ("intensity", "intensity"),
@@ -146,7 +146,7 @@ class FineTuneDock(QWidget):
 
     # -- UI ----------------------------------------------------------------------------------------------
     def _build_ui(self) -> None:
-        lay = QVBoxLayout(self)
+        lay = scrolling_layout(self)
         lay.addWidget(QLabel("Training pairs (mask ← image):"))
         self.pair_list = QListWidget()
         self.pair_list.setMaximumHeight(110)
@@ -241,7 +241,7 @@ class FineTuneDock(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
-        self.status = QLabel("")
+        self.status = WrappedLabel("")
         self.status.setWordWrap(True)
         self.plot = LossPlot()
         lay.addWidget(self.progress)
@@ -323,7 +323,9 @@ class FineTuneDock(QWidget):
         return names[0]
 
     def _on_registry_change(self, new_name: str | None) -> None:
-        self.refresh_models(select=new_name)
+        """List a new model, but keep 'Start from' as the user chose it: a second run must not silently chain onto
+        the model the first run made."""
+        self.refresh_models()
 
     def _on_base_changed(self, name: str) -> None:
         card = self._base_card(name)
@@ -481,7 +483,8 @@ class FineTuneDock(QWidget):
                 dice = (done.get("metrics") or {}).get("val_dice")
                 msg = (f"{'Stopped early; ' if done.get('cancelled') else ''}published {done['name']}"
                        + (f" (validation Dice {dice:.3f})" if isinstance(dice, (int, float)) else "")
-                       + ". It is selected in the model lists; the parent model is still there.")
+                       + ". It is selected in the Segment dock's model list; 'Start from' stays "
+                       + f"{self.base_combo.currentText()}.")
                 self.status.setText(msg)
                 show_info(msg)
             elif self.process.error is None:

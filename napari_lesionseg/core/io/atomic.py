@@ -28,6 +28,23 @@ def full_suffix(path: Path) -> str:
     return path.suffix
 
 
+def free_path(path: str | os.PathLike, ours: Iterable[str | os.PathLike] = ()) -> Path:
+    """`path` if it does not exist (or is one of `ours`, files this session wrote), else the first free
+    `<stem>-1<suffix>`, `<stem>-2<suffix>`…: a file someone else made (an expert mask) is never replaced."""
+    target = Path(path)
+    mine = {Path(p).resolve() for p in ours}
+    if not target.exists() or target.resolve() in mine:
+        return target
+    suffix = full_suffix(target)
+    stem = target.name[: len(target.name) - len(suffix)] if suffix else target.name
+    k = 1
+    while True:
+        candidate = target.with_name(f"{stem}-{k}{suffix}")
+        if not candidate.exists() or candidate.resolve() in mine:
+            return candidate
+        k += 1
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         if a.exists() and b.exists():

@@ -114,3 +114,36 @@ def note_non_finite(scan: Scan) -> None:
     scan.metadata["non_finite_voxels"] = n_bad
     scan.warn(f"{scan.name} has {n_bad} NaN or infinite values (outside the field of view?): they are shown as "
               "empty and treated as background when segmenting.")
+
+
+MASK_NAME_MARK = "_mask"
+MAX_MASK_LABELS = 32
+
+
+def mask_labels(scan: Scan) -> np.ndarray | None:
+    """The label image when `scan` is a saved mask, else None.
+
+    A mask is a single-channel file whose name holds '_mask' (what Export and `lesionseg predict` write) and whose
+    pixels are whole numbers with few distinct values: 0/255 or 0/1 (binary, returned as 0/1 so the brush's
+    label 1 matches), or up to 32 lesion labels (kept). Opened as a Labels layer, it can be corrected and measured.
+    """
+    from pathlib import Path
+
+    source = scan.source_path
+    name = Path(source).name if source else scan.name
+    if scan.rgb or scan.multiscale or MASK_NAME_MARK not in name.lower():
+        return None
+    a = np.asarray(scan.data)
+    if a.dtype == bool:
+        return a.astype(np.uint8)
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all() or np.any(a != np.round(a)):
+            return None
+    elif not np.issubdtype(a.dtype, np.integer):
+        return None
+    values = np.unique(a)
+    if values.size > MAX_MASK_LABELS + 1 or values.min() < 0:
+        return None
+    if set(values.tolist()) <= {0, 1, 255}:
+        return (a > 0).astype(np.uint8)
+    return a.astype(np.uint8 if values.max() <= 255 else np.uint16)
