@@ -3,19 +3,9 @@
 # missing. The tests start their own Orthanc on a free 127.0.0.1 port with a throw-away storage folder; the packaged
 # service is not needed, so it is stopped and disabled when the install started it (it would hold 8042/4242).
 set -euo pipefail
-pkgs=(orthanc orthanc-dicomweb)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
-echo "Installing the PACS used by the tests: ${missing[*]}"
+bash "$(dirname "$0")/apt_install_missing.sh" "the PACS used by the tests" orthanc orthanc-dicomweb
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet orthanc 2>/dev/null; then
   $SUDO systemctl disable --now orthanc || true
 fi
