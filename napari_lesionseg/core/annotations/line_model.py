@@ -28,16 +28,61 @@ def model_dir() -> Path:
     return Path(env) if env else SHIPPED_DIR
 
 
-def frame_input(image2d: np.ndarray, frame: LineFrame, short=None) -> np.ndarray:
-    """(2, S, S) float32 network input: robustly normalised image crop and the short-axis channel."""
+PROMPT_CHANNELS = ("image", "lines", "box", "positive", "negative")
+"""Input channels of a prompt network (card `prompt_channels`): the image crop, the drawn line(s) (long axis and
+the optional short axis), the box (filled), positive and negative clicks (small disks). A 2-channel card is the
+first, line-only network: image and short axis."""
+
+
+def normalised_crop(image2d: np.ndarray, frame: LineFrame) -> np.ndarray:
+    """The image on the frame, its 1st–99th percentile mapped to [0, 1] (scanner units and bit depth drop out)."""
     crop = frame.sample(image2d, order=1)
     lo, hi = np.percentile(crop, [1, 99])
-    crop = np.clip((crop - lo) / max(hi - lo, 1e-6), 0, 1)
-    chan = np.zeros_like(crop)
-    if short is not None:
-        a, b = frame.to_frame(np.asarray(short, float)[:, -2:])
-        draw_segment(chan, a, b)
-    return np.stack([crop, chan]).astype(np.float32)
+    return np.clip((crop - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
+
+
+def prompt_channels(frame: LineFrame, lines=(), box=None, positive=(), negative=()) -> np.ndarray:
+    """(4, S, S) prompt channels on the frame; every geometry in 2D array coordinates (y, x).
+
+    lines: segments ((y0, x0), (y1, x1)); box: its corners (4, 2) in order; positive/negative: click points.
+    """
+    S = frame.size
+    out = np.zeros((4, S, S), np.float32)
+    for a, b in lines:
+        ab = frame.to_frame(np.asarray([np.asarray(a, float)[-2:], np.asarray(b, float)[-2:]]))
+        draw_segment(out[0], ab[0], ab[1])
+    if box is not None:
+        from skimage.draw import polygon
+
+        rc = frame.to_frame(np.asarray(box, float)[:, -2:])
+        rr, cc = polygon(rc[:, 0], rc[:, 1], (S, S))
+        out[1, rr, cc] = 1.0
+    for k, pts in ((2, positive), (3, negative)):
+        for p in pts:
+            r, c = frame.to_frame(np.asarray(p, float)[-2:][None])[0]
+            draw_disk(out[k], r, c, 2.5)
+    return out
+
+
+def draw_disk(canvas: np.ndarray, r: float, c: float, radius: float) -> None:
+    rr, cc = np.ogrid[:canvas.shape[0], :canvas.shape[1]]
+    canvas[(rr - r) ** 2 + (cc - c) ** 2 <= radius ** 2] = 1.0
+
+
+def frame_input(image2d: np.ndarray, frame: LineFrame, short=None, *, card: dict | None = None, line=None,
+                box=None, positive=(), negative=()) -> np.ndarray:
+    """(C, S, S) float32 network input for the network described by `card` (default: the installed one)."""
+    crop = normalised_crop(image2d, frame)
+    if card is None:
+        card = load_line_model(DEFAULT_MODEL, str(model_dir()))[1]
+    if "prompt_channels" not in card:  # the first, line-only network: image and short axis
+        chan = np.zeros_like(crop)
+        if short is not None:
+            a, b = frame.to_frame(np.asarray(short, float)[:, -2:])
+            draw_segment(chan, a, b)
+        return np.stack([crop, chan]).astype(np.float32)
+    segs = ([line] if line is not None else []) + ([short] if short is not None else [])
+    return np.concatenate([crop[None], prompt_channels(frame, segs, box, positive, negative)])
 
 
 def draw_segment(canvas: np.ndarray, a, b, width: float = 1.0) -> None:
