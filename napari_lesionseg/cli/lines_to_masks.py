@@ -1,10 +1,11 @@
-"""`lesionseg lines-to-masks`: diameter lines saved from a napari Shapes layer → a lesion label mask.
+"""`lesionseg lines-to-masks`: diameter lines or boxes saved from a napari Shapes layer → a lesion label mask.
 
     lesionseg lines-to-masks --image scan.nii.gz --annotations lines.csv --output mask.nii.gz
 
 The CSV is what napari writes for a Shapes layer (`index,shape-type,vertex-index,axis-0,axis-1[,axis-2]`), in the
 image's pixel/voxel indices (or in mm with --world). One line per lesion → label values 1, 2, …; a shorter line
-crossing a longer one at about 90° is taken as that lesion's RECIST short axis.
+crossing a longer one at about 90° is taken as that lesion's RECIST short axis. A rectangle (napari's rectangle
+tool) drawn around a lesion is a box prompt: its lesions are numbered after the lines' ones.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from ..core.errors import LesionSegError
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "lines-to-masks",
-        help="diameter lines (napari Shapes CSV) → lesion mask that follows the image",
+        help="diameter lines or boxes (napari Shapes CSV) → lesion mask that follows the image",
         description=__doc__.split("\n\n", 1)[1],
     )
     p.add_argument("--image", required=True, help="the scan the lines were drawn on (NIfTI, DICOM, PNG, TIFF…)")
-    p.add_argument("--annotations", required=True, help="napari Shapes layer saved as CSV (lines/paths)")
+    p.add_argument("--annotations", required=True, help="napari Shapes layer saved as CSV (lines/paths, rectangles)")
     p.add_argument("--output", "-o", required=True, help="mask to write (.nii.gz, .png, .tif); never the image")
     p.add_argument("--method", choices=("auto", "learned", "classical"), default="auto",
                    help="auto: the line-prompted U-Net for 2D images, a 3D random walker for volumes")
@@ -55,7 +56,8 @@ def spatial_ndim(image: np.ndarray, rgb: bool) -> int:
 
 
 def run(args) -> int:
-    from ..core.annotations import lines_to_labels, pair_short_axes, read_shapes_csv, shapes_to_segments, world_to_voxels
+    from ..core.annotations import read_shapes_csv, world_to_voxels
+    from ..core.annotations.prompts import shapes_to_labels
     from ..core.io import write_mask
 
     image, geom, rgb = read_image(args.image, args.spacing)
@@ -64,8 +66,7 @@ def run(args) -> int:
     if args.world:
         for s in shapes:
             s.vertices = world_to_voxels(s.vertices, geom.spacing)
-    lines = pair_short_axes(shapes_to_segments(shapes, nd))
-    labels = lines_to_labels(image, lines, spacing=geom.spacing, method=args.method, rgb=rgb)
+    labels = shapes_to_labels(image, shapes, spacing=geom.spacing, method=args.method, rgb=rgb)
     out = write_mask(labels.astype(np.uint16 if labels.max() > 255 else np.uint8), geom, args.output,
                      source_path=args.image)
     sizes = np.bincount(labels.ravel())[1:]

@@ -1,4 +1,5 @@
-"""`lesionseg models`: the models the dock's dropdown offers, shipped and fine-tuned."""
+"""`lesionseg models`: the models the dock's dropdown offers, shipped and fine-tuned, and the prompt networks
+(kind `prompt`: line, box or click → mask) that the Annotations dock uses."""
 
 from __future__ import annotations
 
@@ -14,17 +15,17 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    cards = default_registry().cards()
+    cards = default_registry().cards(kind=None)
     if args.json:
         print(json.dumps([c.to_dict() | {"path": str(c.path)} for c in cards], indent=2))
         return 0
     if not cards:
         print("No models found.")
         return 0
-    print(f"{'name':28s} {'modality':12s} {'network':32s} {'metrics'}")
+    print(f"{'name':28s} {'kind':12s} {'modality':12s} {'network':32s} {'metrics'}")
     for c in cards:
         metrics = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in c.metrics.items()
                             if not isinstance(v, dict))
-        print(f"{c.name:28s} {c.modality:12s} {c.network:32s} {metrics}")
+        print(f"{c.name:28s} {c.kind:12s} {c.modality:12s} {c.network:32s} {metrics}")
         print(f"{'':28s} {c.path}")
     return 0

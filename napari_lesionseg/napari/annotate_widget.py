@@ -34,7 +34,8 @@ from .measure_widget import LayerCombo
 
 LINE_METHODS = {"auto (learned in 2D, 3D random walker)": "auto", "learned (line-prompted U-Net)": "learned",
                 "classical (random walker + ellipse prior)": "classical"}
-POINT_MODES = ("disks", "probability map exp(-a·d)", "grow/shrink a mask (clicks)")
+POINT_MODES = ("disks", "probability map exp(-a·d)", "grow/shrink a mask (clicks)",
+               "lesion at each click (prompt network)")
 
 
 def layer_spacing(image_layer, ndim: int) -> tuple[float, ...]:
@@ -115,7 +116,7 @@ class AnnotateWidget(QWidget):
         radius_row.addWidget(self.in_mm)
 
         form = QFormLayout()
-        form.addRow("Annotations (lines or points):", self.ann_combo)
+        form.addRow("Annotations (lines, boxes or points):", self.ann_combo)
         form.addRow("Image:", self.image_combo)
         form.addRow("Line method:", self.method_combo)
         form.addRow("Points give:", self.mode_combo)
@@ -139,7 +140,8 @@ class AnnotateWidget(QWidget):
         buttons.addWidget(self.clicks_btn)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
-        self.status = QLabel("Draw a line across each lesion (Shapes, line tool) or click points, then Make mask.")
+        self.status = QLabel("Draw a line across each lesion (Shapes, line tool), a box around it (rectangle tool) "
+                             "or click points, then Make mask.")
         self.status.setWordWrap(True)
 
         layout = QVBoxLayout(self)
@@ -165,7 +167,7 @@ class AnnotateWidget(QWidget):
         self.radius.setEnabled(points and mode == POINT_MODES[0])
         self.reach.setEnabled(points and mode == POINT_MODES[2])
         self.decay.setEnabled(points and mode == POINT_MODES[1])
-        self.neg_combo.setEnabled(points and mode == POINT_MODES[2])
+        self.neg_combo.setEnabled(points and mode in POINT_MODES[2:])
         self.in_mm.setEnabled(points)
 
     def add_click_layers(self):
@@ -185,6 +187,7 @@ class AnnotateWidget(QWidget):
         from napari.layers import Points, Shapes
 
         from ..core import annotations as ann_core
+        from ..core.annotations import prompts
 
         ann = self.ann_combo.layer()
         image = self.image_combo.layer()
@@ -201,11 +204,10 @@ class AnnotateWidget(QWidget):
                 raise LesionSegError(f"'{ann.name}' is empty: draw a line across each lesion first.")
             shapes = [ann_core.Shape(i, t, to_image_voxels(v, ann, image, nd, point))
                       for i, (v, t) in enumerate(zip(ann.data, ann.shape_type))]
-            lines = ann_core.pair_short_axes(ann_core.shapes_to_segments(shapes, nd))
             method = LINE_METHODS[self.method_combo.currentText()]
 
-            def job(progress, cancelled):
-                return ann_core.lines_to_labels(data, lines, spacing=spacing, method=method, rgb=image.rgb,
+            def job(progress, cancelled):  # lines and rectangles (box prompts)
+                return prompts.shapes_to_labels(data, shapes, spacing=spacing, method=method, rgb=image.rgb,
                                                 progress=progress, cancelled=cancelled), "labels"
 
             return job, f"{image.name} lesions", image
@@ -235,6 +237,12 @@ class AnnotateWidget(QWidget):
                 raise LesionSegError(f"'{target.name}' {base.shape} does not match the image {tuple(shape)}.")
         gray = data if not image.rgb else data[..., :3].mean(-1)
         reach = float(self.reach.value())
+        if mode == POINT_MODES[3]:
+            def job(progress, cancelled):  # the image's own spacing: the network measures in mm, not the radius
+                return prompts.clicks_to_labels(gray, pts, neg, spacing=spacing, progress=progress,
+                                                cancelled=cancelled), "labels"
+
+            return job, f"{image.name} lesions", image
 
         def job(progress, cancelled):
             m = ann_core.clicks_to_mask(gray, pts, neg, mask=base, spacing=unit_sp, reach=reach)

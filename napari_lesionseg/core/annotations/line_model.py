@@ -19,7 +19,9 @@ from ..errors import LesionSegError
 from .frame import LineFrame
 
 SHIPPED_DIR = Path(__file__).resolve().parents[3] / "models" / "line_prompt"
-DEFAULT_MODEL = "busi_line_unet"
+DEFAULT_MODEL = "prompt_unet"
+LEGACY_MODEL = "busi_line_unet"
+"""The first, line-only network trained on ultrasound; used when the prompt network is not installed."""
 
 
 def model_dir() -> Path:
@@ -74,7 +76,7 @@ def frame_input(image2d: np.ndarray, frame: LineFrame, short=None, *, card: dict
     """(C, S, S) float32 network input for the network described by `card` (default: the installed one)."""
     crop = normalised_crop(image2d, frame)
     if card is None:
-        card = load_line_model(DEFAULT_MODEL, str(model_dir()))[1]
+        card = load_line_model(installed_model(), str(model_dir()))[1]
     if "prompt_channels" not in card:  # the first, line-only network: image and short axis
         chan = np.zeros_like(crop)
         if short is not None:
@@ -158,24 +160,43 @@ def load_line_model(name: str = DEFAULT_MODEL, directory: str | None = None):
     return net, card
 
 
-def line_model_available(name: str = DEFAULT_MODEL) -> bool:
-    return (model_dir() / f"{name}.json").exists()
+def installed_model() -> str:
+    """Name of the prompt network in `model_dir()`: the all-prompt one, else the first line-only one."""
+    for name in (DEFAULT_MODEL, LEGACY_MODEL):
+        if (model_dir() / f"{name}.json").exists():
+            return name
+    return DEFAULT_MODEL
 
 
-def predict_frames(inputs: np.ndarray, name: str = DEFAULT_MODEL) -> np.ndarray:
-    """(N, 2, S, S) inputs → (N, S, S) lesion probabilities, averaged with the mirror image (line unchanged)."""
+def line_model_available(name: str | None = None) -> bool:
+    return (model_dir() / f"{name or installed_model()}.json").exists()
+
+
+def model_card() -> dict:
+    return load_line_model(installed_model(), str(model_dir()))[1]
+
+
+def predict_frames(inputs: np.ndarray, name: str | None = None) -> np.ndarray:
+    """(N, C, S, S) inputs → (N, S, S) lesion probabilities, averaged with the mirror image (prompt unchanged)
+    and, for a network trained on both polarities (card `tta` has "invert"), with the inverted image."""
     import torch
 
-    net, _ = load_line_model(name, str(model_dir()))
+    net, card = load_line_model(name or installed_model(), str(model_dir()))
     # One thread: for a net this small, more threads only fight (seconds instead of milliseconds on a busy CPU).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(inputs, np.float32))
-            n = len(x)
-            p = torch.sigmoid(net(torch.cat([x, x.flip(-2)])))  # and mirrored across the line
-            p = (p[:n] + p[n:].flip(-2)) / 2
+            views = [x]
+            if "invert" in card.get("tta", ()):
+                inv = x.clone()
+                inv[:, 0] = 1 - inv[:, 0]
+                views.append(inv)
+            views += [v.flip(-2) for v in views]  # and mirrored across the line
+            p = torch.sigmoid(net(torch.cat(views))).split(len(x))
+            half = len(p) // 2
+            p = (sum(p[:half]) + sum(q.flip(-2) for q in p[half:])) / len(p)
     finally:
         torch.set_num_threads(threads)
     return p[:, 0].numpy()

@@ -196,13 +196,14 @@ def classical_frame_probability(crop: np.ndarray, short_ratio: float | None = No
     return np.sqrt(p * prior)
 
 
-def _frame_probability(image2d, frame: LineFrame, short, method: str, what: str) -> np.ndarray:
+def _frame_probability(image2d, frame: LineFrame, short, method: str, what: str, positive=(), negative=()) -> np.ndarray:
     from .line_model import frame_input, line_model_available, predict_frames
 
     if method == "auto":
         method = "learned" if line_model_available() else "classical"
     if method == "learned":
-        x = frame_input(image2d, frame, short)
+        x = frame_input(image2d, frame, short, line=frame.to_array(frame.line_ends()), positive=positive,
+                        negative=negative)
         _check_contrast(x[0], what)
         return predict_frames(x[None])[0]
     crop = frame.sample(image2d, order=1)
@@ -241,7 +242,8 @@ def _mask_from_frame_probability(prob: np.ndarray, frame: LineFrame, shape, line
 
 def _mask_2d(image2d, line: Line, spacing2, method: str, what: str) -> np.ndarray:
     frame = LineFrame.from_line(line.p0[-2:], line.p1[-2:], spacing2)
-    prob = _frame_probability(image2d, frame, line.short, method, what)
+    clicks = {k: [np.asarray(p, float)[-2:] for p in line.extra.get(k, ())] for k in ("positive", "negative")}
+    prob = _frame_probability(image2d, frame, line.short, method, what, **clicks)
     mask = _mask_from_frame_probability(prob, frame, image2d.shape, line)
     if mask.sum() < 3 and method != "classical":
         prob = _frame_probability(image2d, frame, line.short, "classical", what)
@@ -254,13 +256,15 @@ def _mask_2d(image2d, line: Line, spacing2, method: str, what: str) -> np.ndarra
 # ---------------------------------------------------------------- 3D: grow from the slice
 
 
-def _mask_3d(volume, line: Line, spacing, method: str, what: str, beta: float = 300.0) -> np.ndarray:
+def _mask_3d(volume, line: Line, spacing, method: str, what: str, beta: float = 300.0, slice_mask=None) -> np.ndarray:
     """Slice mask → 3D: a random walker in a box around the line, spacing-aware, seeded by the slice mask
     (inside) and by the slice outside it and everything beyond an ellipsoid sized by the line (outside)."""
     from skimage.segmentation import random_walker
 
     z0 = int(round((line.p0[0] + line.p1[0]) / 2))
-    m2 = _mask_2d(volume[z0], line, spacing[1:], "classical" if method == "auto" else method, what)
+    if slice_mask is None:
+        slice_mask = _mask_2d(volume[z0], line, spacing[1:], "classical" if method == "auto" else method, what)
+    m2 = slice_mask
     L = float(np.hypot(*((line.p1[1:] - line.p0[1:]) * spacing[1:])))
     centre = np.array([z0, *((line.p0[1:] + line.p1[1:]) / 2)])
     half = np.ceil(0.8 * L / spacing).astype(int) + 1
@@ -304,14 +308,18 @@ def _mask_3d(volume, line: Line, spacing, method: str, what: str, beta: float = 
 # ---------------------------------------------------------------- public API
 
 
-def line_to_mask(image, p0, p1, *, spacing=None, short_axis=None, method: str = "auto", rgb: bool | None = None) -> np.ndarray:
+def line_to_mask(image, p0, p1, *, spacing=None, short_axis=None, method: str = "auto", rgb: bool | None = None,
+                 positive=(), negative=()) -> np.ndarray:
     """Boolean mask (the image's spatial shape) of the lesion a diameter line p0–p1 was drawn across.
 
     p0, p1: array indices in napari order ((y, x) or (z, y, x)); spacing: mm per pixel/voxel per array axis.
+    positive/negative: clicks (same coordinates) that refine the mask on the line's slice ("lesion" / "not"),
+    used by the prompt network (method learned, or auto in 2D).
     """
     img = _spatial(image, rgb)
     sp = _spacing(spacing, img.ndim)
-    line = check_line(Line(p0, p1, short_axis), img.shape)
+    line = check_line(Line(p0, p1, short_axis, extra={"positive": list(positive), "negative": list(negative)}),
+                      img.shape)
     if method not in METHODS:
         raise LesionSegError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     if img.ndim == 2:

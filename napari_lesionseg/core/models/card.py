@@ -12,6 +12,9 @@ from pathlib import Path
 from ..errors import LesionSegError
 
 MODALITIES = ("ultrasound", "mammography", "histology", "mri")
+KINDS = ("segmentation", "prompt")
+"""'segmentation': a whole-image model (the Segment dock's list, `lesionseg predict`); 'prompt': a network that
+segments the lesion a line, box or click points at (`core/annotations/`), modality 'any' when trained on all."""
 
 
 @dataclass
@@ -24,6 +27,8 @@ class ClassInfo:
 class ModelCard:
     name: str
     modality: str
+    kind: str = "segmentation"
+    """One of KINDS."""
     architecture: str = "Unet"
     encoder: str = "resnet18"
     decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 16, 8])
@@ -101,7 +106,9 @@ class ModelCard:
         classes = [c if isinstance(c, ClassInfo) else ClassInfo(**c) for c in d.pop("classes", [{"name": "lesion"}])]
         kwargs = {k: v for k, v in d.items() if k in known}
         card = cls(classes=classes, path=path, **kwargs)
-        if card.modality not in MODALITIES:
+        if card.kind not in KINDS:
+            raise LesionSegError(f"Model card {card.name}: unknown kind {card.kind!r}.")
+        if card.modality not in MODALITIES and not (card.kind == "prompt" and card.modality == "any"):
             raise LesionSegError(f"Model card {card.name}: unknown modality {card.modality!r}.")
         return card
 
