@@ -176,9 +176,10 @@ def model_card() -> dict:
     return load_line_model(installed_model(), str(model_dir()))[1]
 
 
-def predict_frames(inputs: np.ndarray, name: str | None = None) -> np.ndarray:
+def predict_frames(inputs: np.ndarray, name: str | None = None, tta: bool = True) -> np.ndarray:
     """(N, C, S, S) inputs → (N, S, S) lesion probabilities, averaged with the mirror image (prompt unchanged)
-    and, for a network trained on both polarities (card `tta` has "invert"), with the inverted image."""
+    and, for a network trained on both polarities (card `tta` has "invert"), with the inverted image.
+    tta=False: one plain pass (a quick look, e.g. the size search of a click)."""
     import torch
 
     net, card = load_line_model(name or installed_model(), str(model_dir()))
@@ -188,6 +189,8 @@ def predict_frames(inputs: np.ndarray, name: str | None = None) -> np.ndarray:
     try:
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(inputs, np.float32))
+            if not tta:
+                return torch.sigmoid(net(x))[:, 0].numpy()
             views = [x]
             if "invert" in card.get("tta", ()):
                 inv = x.clone()
