@@ -105,3 +105,26 @@ def test_volume_runs_in_a_worker(make_napari_viewer, qtbot):
     layer = viewer.layers["sub lesions"]
     assert dice(layer.data > 0, truth) > 0.75 and layer.data.any(axis=(1, 2)).sum() > 3
     assert tuple(layer.scale) == tuple(sp)
+
+
+def test_rectangle_and_click_prompts_on_a_real_ultrasound_image(make_napari_viewer):
+    """A box drawn with the rectangle tool and a click at the centre each give the lesion (prompt network)."""
+    from test_prompts import _centre, _prompt_network, _real_lesion
+
+    img, truth = _real_lesion("ultrasound")
+    _prompt_network()
+    viewer = make_napari_viewer()
+    image = viewer.add_image(img, name="us")
+    rows, cols = np.flatnonzero(truth.any(1)), np.flatnonzero(truth.any(0))
+    rect = np.array([[rows[0], cols[0]], [rows[0], cols[-1]], [rows[-1], cols[-1]], [rows[-1], cols[0]]], float)
+    viewer.add_shapes([rect], shape_type="rectangle", name="boxes")
+    dock = _dock(viewer)
+    dock.ann_combo.select(viewer.layers["boxes"])
+    dock.image_combo.select(image)
+    layer = dock.run(blocking=True)
+    assert layer is not None and dice(layer.data > 0, truth) > 0.7
+    viewer.add_points(np.array([_centre(truth)], float), name="centres")
+    dock.ann_combo.select(viewer.layers["centres"])
+    dock.mode_combo.setCurrentIndex(3)  # lesion at each click (prompt network)
+    layer = dock.run(blocking=True)
+    assert layer is not None and layer.data.max() == 1 and dice(layer.data > 0, truth) > 0.7

@@ -218,3 +218,25 @@ def test_box_on_a_volume_follows_the_lesion_through_slices():
     assert m.shape == vol.shape
     assert m[z].any() and np.flatnonzero(m.any((1, 2))).size > 1  # more than the drawn slice
     assert dice(m, lab) > 0.5
+
+
+def test_cli_box_from_a_shapes_csv(tmp_path, capsys):
+    """`lesionseg lines-to-masks` on napari's Shapes CSV holding a rectangle drawn around a mammogram's mass."""
+    import imageio.v3 as iio
+
+    from napari_lesionseg.cli.main import main
+    from test_annotations_csv_cli import napari_shapes_csv
+
+    img, truth = _real_lesion("mammography")
+    _prompt_network()
+    png = tmp_path / "dm.png"
+    iio.imwrite(png, np.clip((img - img.min()) / np.ptp(img) * 255, 0, 255).astype(np.uint8))
+    rows, cols = np.flatnonzero(truth.any(1)), np.flatnonzero(truth.any(0))
+    rect = [[rows[0], cols[0]], [rows[0], cols[-1]], [rows[-1], cols[-1]], [rows[-1], cols[0]]]
+    csv = napari_shapes_csv(tmp_path / "s.csv", [rect], ["rectangle"])
+    assert main(["lines-to-masks", "--image", str(png), "--annotations", str(csv), "--output",
+                 str(tmp_path / "m.png")]) == 0
+    out = iio.imread(tmp_path / "m.png")
+    assert set(np.unique(out)) == {0, 1}
+    assert dice(out == 1, truth) > 0.7
+    assert "lesion 1" in capsys.readouterr().out
