@@ -57,6 +57,7 @@ def main():
     ap.add_argument("--prompts", default="line")
     ap.add_argument("--sources", default=",".join(pl.REPORTED))
     ap.add_argument("--cv", help="folder with f0/ f1/ fold models (prompt network)")
+    ap.add_argument("--fold", type=int, help="only the lesions of this fold (e.g. while the other fold trains)")
     ap.add_argument("--save", help="CSV of per-lesion Dice")
     args = ap.parse_args()
     lesions = pl.load(args.sources.split(","))
@@ -66,6 +67,8 @@ def main():
         for prompt in args.prompts.split(","):
             for les in lesions:
                 k = folds[les.patient]
+                if args.fold is not None and k != args.fold:
+                    continue
                 if args.cv:
                     os.environ["LESIONSEG_LINE_MODEL_DIR"] = str(Path(args.cv) / f"f{k}")
                 t = time.time()

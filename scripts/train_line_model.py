@@ -103,7 +103,6 @@ def augment_crop(rng, crop):
 
 
 def make_sample(rng, les: pl.Lesion, kind: str | None = None):
-    from napari_lesionseg.core.annotations.frame import LineFrame
     from napari_lesionseg.core.annotations.line_model import normalised_crop, prompt_channels
 
     kind = kind or rng.choice(["line", "box", "click"], p=[0.5, 0.25, 0.25])
@@ -126,7 +125,6 @@ def make_sample(rng, les: pl.Lesion, kind: str | None = None):
     y = tgt[None].astype(np.float32)
     if rng.random() < 0.5:
         x, y = x[:, ::-1], y[:, ::-1]
-    assert isinstance(frame, LineFrame)
     return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 

@@ -196,7 +196,8 @@ def classical_frame_probability(crop: np.ndarray, short_ratio: float | None = No
     return np.sqrt(p * prior)
 
 
-def _frame_probability(image2d, frame: LineFrame, short, method: str, what: str, positive=(), negative=()) -> np.ndarray:
+def _frame_probability(image2d, frame: LineFrame, short, method: str, what: str, positive=(),
+                       negative=()) -> np.ndarray:
     from .line_model import frame_input, line_model_available, predict_frames
 
     if method == "auto":

@@ -68,7 +68,6 @@ def _frame_mask(image2d, frame: LineFrame, x: np.ndarray, prob: np.ndarray | Non
 
 def _prompt_2d(image2d, frame: LineFrame, keep_at, what: str, *, box=None, positive=(), negative=()) -> np.ndarray:
     from .line_model import frame_input
-
     from .lines import _check_contrast
 
     x = frame_input(image2d, frame, box=box, positive=positive, negative=negative)
@@ -99,7 +98,7 @@ def box_to_mask(image, corner0, corner1, *, spacing=None, positive=(), negative=
     On a volume the corners lie on one slice; the slice mask then grows through the neighbouring slices like a
     line's (`lines._mask_3d`). positive/negative clicks refine the slice mask.
     """
-    from .lines import Line, _mask_3d, check_line
+    from .lines import Line, check_line
 
     img, sp = _checked_2d(image, spacing, rgb)
     c0, c1 = np.asarray(corner0, float).ravel(), np.asarray(corner1, float).ravel()
