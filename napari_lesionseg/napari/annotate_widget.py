@@ -34,8 +34,7 @@ from .measure_widget import LayerCombo
 
 LINE_METHODS = {"auto (learned in 2D, 3D random walker)": "auto", "learned (line-prompted U-Net)": "learned",
                 "classical (random walker + ellipse prior)": "classical"}
-POINT_MODES = ("disks", "probability map exp(-a·d)", "grow/shrink a mask (clicks)",
-               "lesion at each click (prompt network)")
+POINT_MODES = ("disks", "probability map exp(-a·d)", "grow/shrink a mask (clicks)")
 
 
 def layer_spacing(image_layer, ndim: int) -> tuple[float, ...]:
@@ -167,7 +166,7 @@ class AnnotateWidget(QWidget):
         self.radius.setEnabled(points and mode == POINT_MODES[0])
         self.reach.setEnabled(points and mode == POINT_MODES[2])
         self.decay.setEnabled(points and mode == POINT_MODES[1])
-        self.neg_combo.setEnabled(points and mode in POINT_MODES[2:])
+        self.neg_combo.setEnabled(points and mode == POINT_MODES[2])
         self.in_mm.setEnabled(points)
 
     def add_click_layers(self):
@@ -237,12 +236,6 @@ class AnnotateWidget(QWidget):
                 raise LesionSegError(f"'{target.name}' {base.shape} does not match the image {tuple(shape)}.")
         gray = data if not image.rgb else data[..., :3].mean(-1)
         reach = float(self.reach.value())
-        if mode == POINT_MODES[3]:
-            def job(progress, cancelled):  # the image's own spacing: the network measures in mm, not the radius
-                return prompts.clicks_to_labels(gray, pts, neg, spacing=spacing, progress=progress,
-                                                cancelled=cancelled), "labels"
-
-            return job, f"{image.name} lesions", image
 
         def job(progress, cancelled):
             m = ann_core.clicks_to_mask(gray, pts, neg, mask=base, spacing=unit_sp, reach=reach)
