@@ -1,9 +1,10 @@
-"""A small U-Net that takes a diameter line as its prompt, working in the line's canonical frame.
+"""A small U-Net prompted by a diameter line, a box or clicks, working in the prompt's canonical frame.
 
-Input (2, S, S): the image resampled in the line's frame (so the line always runs from column S/4 to 3S/4 on
-the middle row) and a channel holding the optional short-axis line (zeros when none was drawn).
-Output: lesion logits on the same grid. ~0.5 M parameters: it runs in a few milliseconds on a CPU.
-Weights live in `models/line_prompt/` (safetensors + JSON card), never in the dropdown of whole-image models.
+Input (5, S, S) (`PROMPT_CHANNELS`): the image resampled in the line's frame (the line always runs from column S/4
+to 3S/4 on the middle row), the drawn line(s), the filled box, positive and negative clicks. The first network
+(card with 2 input channels: image and short axis) is still read. Output: lesion logits on the same grid;
+1.9 M parameters, a few tens of milliseconds on a CPU. Weights live in `models/line_prompt/` (safetensors + a
+card of kind `prompt`), never in the list of whole-image models.
 """
 
 from __future__ import annotations

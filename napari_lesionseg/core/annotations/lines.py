@@ -3,13 +3,13 @@
 The line fixes the lesion's position and extent; the image fixes its boundary. Everything happens in the line's
 canonical frame (`frame.LineFrame`), in millimetres, so pixel spacing and the line's angle do not matter.
 
-Two methods, chosen by measurement (benchmarks/eval_line_to_mask.py):
-- "learned": a small U-Net prompted by the line (models/line_prompt/, trained on BUSI ultrasound);
+Two methods, chosen by measurement (benchmarks/eval_prompt_modalities.py, eval_line_to_mask.py):
+- "learned": the prompt network (models/line_prompt/prompt_unet: lines, boxes, clicks; trained on ultrasound,
+  DCE-MRI slices, mammograms and nuclei, both intensity polarities);
 - "classical": a random walker on the smoothed frame, seeded by the line's core (inside) and by what lies
   beyond its ends and outside an ellipse band (outside), multiplied with that ellipse prior.
-"auto" uses the learned model for 2D when it is installed, the classical method otherwise. On BUSI (478 lesion
-images, line = longest diameter of the true lesion) mean Dice is 0.912 learned (2-fold CV by lesion group, held
-out) and 0.867 classical (beta tuned on one half, 0.869 on the other), against 0.831 for an ellipse on the line.
+"auto" uses the learned model for 2D when it is installed, the classical method otherwise (README: held-out Dice
+per modality for both).
 
 In a volume the slice mask seeds a 3D random walker (voxel spacing respected) inside an ellipsoid whose size comes
 from the line, so the mask continues through neighbouring slices as far as the lesion does.
