@@ -3,8 +3,8 @@
 Every prompt becomes a frame (`frame.LineFrame`) plus prompt channels (`line_model.prompt_channels`):
 - a box: the frame runs along the box's longer middle line; the filled box is a channel of its own;
 - a click at the lesion's centre (experimental, not in the dock): the lesion's size is searched over frames of
-  several sizes centred on the click. Measured held out it does not work yet (per-lesion Dice 0.24 on BUSI, 0.35
-  on MRI slices, 0.31 on mammograms): the network draws a frame-sized blob at any size, so the size is not found;
+  several sizes centred on the click. Measured held out it does not work yet (per-lesion Dice 0.25 on BUSI, 0.33
+  on MRI slices, 0.25 on mammograms): the network draws a frame-sized blob at any size, so the size is not found;
   it stays here as the baseline for the next attempt (`benchmarks/eval_prompt_modalities.py --prompts click`);
 - positive and negative clicks added to any prompt refine the result (one network pass each time).
 """
@@ -136,7 +136,7 @@ def click_to_mask(image, point, *, spacing=None, positive=(), negative=(), rgb: 
                   method: str = "auto") -> np.ndarray:
     """Boolean mask of the lesion under a click at its centre; its size is searched from the image.
 
-    EXPERIMENTAL: held-out Dice 0.24–0.35 (see the module docstring); not offered in the dock.
+    EXPERIMENTAL: held-out Dice 0.25–0.33 (see the module docstring); not offered in the dock.
 
     The network runs on frames of several sizes centred on the click (one batch); the size whose mask is as wide
     as the frame expects (its diameter closest to the frame's line) wins, and one last pass on a frame of exactly
