@@ -1,4 +1,4 @@
-"""Line, box and click prompts → a lesion mask with the prompt network, on a real image of every modality.
+"""Line and box prompts → a lesion mask with the prompt network, on a real image of every modality.
 
 The real-image tests need ../shared/data and the shipped prompt network (models/line_prompt/prompt_unet); they skip
 cleanly without either. The geometry (box frame, rectangles from a Shapes CSV, prompt channels) and the registry
