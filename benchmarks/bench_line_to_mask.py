@@ -16,7 +16,7 @@ sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("LESIONSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 from napari_lesionseg.core.annotations import Line, lines_to_labels, longest_diameter  # noqa: E402
-from napari_lesionseg.core.annotations.line_model import line_model_available  # noqa: E402
+from napari_lesionseg.core.annotations.line_model import line_model_available, model_card  # noqa: E402
 
 
 def timed(fn, runs=5):
@@ -47,6 +47,13 @@ def main() -> int:
         t, lab = timed(lambda: lines_to_labels(img, [Line(p0, p1)], method=m))
         d = 2 * ((lab > 0) & truth).sum() / ((lab > 0).sum() + truth.sum())
         rows.append((f"2D 1000×1000, {m}", t, 0.3, f"Dice {d:.3f}"))
+    if line_model_available() and "prompt_channels" in model_card():
+        from napari_lesionseg.core.annotations.prompts import box_to_mask
+
+        rows_, cols_ = np.flatnonzero(truth.any(1)), np.flatnonzero(truth.any(0))
+        t, m = timed(lambda: box_to_mask(img, (rows_[0], cols_[0]), (rows_[-1], cols_[-1])))
+        d = 2 * (m & truth).sum() / (m.sum() + truth.sum())
+        rows.append(("2D 1000×1000, box (prompt net)", t, 0.2, f"Dice {d:.3f}"))
     duke = DATA / "mri" / "duke_153"
     if (duke / "post1.nii.gz").exists():
         import nibabel as nib

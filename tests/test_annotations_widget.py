@@ -105,3 +105,21 @@ def test_volume_runs_in_a_worker(make_napari_viewer, qtbot):
     layer = viewer.layers["sub lesions"]
     assert dice(layer.data > 0, truth) > 0.75 and layer.data.any(axis=(1, 2)).sum() > 3
     assert tuple(layer.scale) == tuple(sp)
+
+
+def test_rectangle_prompt_on_a_real_ultrasound_image(make_napari_viewer):
+    """A box drawn with napari's rectangle tool gives the lesion inside it (prompt network)."""
+    from test_prompts import _prompt_network, _real_lesion
+
+    img, truth = _real_lesion("ultrasound")
+    _prompt_network()
+    viewer = make_napari_viewer()
+    image = viewer.add_image(img, name="us")
+    rows, cols = np.flatnonzero(truth.any(1)), np.flatnonzero(truth.any(0))
+    rect = np.array([[rows[0], cols[0]], [rows[0], cols[-1]], [rows[-1], cols[-1]], [rows[-1], cols[0]]], float)
+    viewer.add_shapes([rect], shape_type="rectangle", name="boxes")
+    dock = _dock(viewer)
+    dock.ann_combo.select(viewer.layers["boxes"])
+    dock.image_combo.select(image)
+    layer = dock.run(blocking=True)
+    assert layer is not None and dice(layer.data > 0, truth) > 0.7

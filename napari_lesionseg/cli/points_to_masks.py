@@ -48,7 +48,7 @@ def run(args) -> int:
 
     check_outputs({"--image": args.image, "--annotations": args.annotations, "--circles": args.circles},
                   {"--output": args.output})
-    image, geom, rgb = read_image(args.image, args.spacing, args.series)
+    image, geom, rgb, _modality = read_image(args.image, args.spacing, args.series)
     if args.mm and not geom.spacing_known:
         raise LesionSegError(f"--mm needs the pixel size, which "
                              f"{Path(args.image).name} does not state: pass --spacing MM (e.g. --spacing 0.1), "

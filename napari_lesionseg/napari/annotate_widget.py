@@ -115,7 +115,7 @@ class AnnotateWidget(QWidget):
         radius_row.addWidget(self.in_mm)
 
         form = QFormLayout()
-        form.addRow("Annotations (lines or points):", self.ann_combo)
+        form.addRow("Annotations (lines, boxes or points):", self.ann_combo)
         form.addRow("Image:", self.image_combo)
         form.addRow("Line method:", self.method_combo)
         form.addRow("Points give:", self.mode_combo)
@@ -139,7 +139,8 @@ class AnnotateWidget(QWidget):
         buttons.addWidget(self.clicks_btn)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
-        self.status = QLabel("Draw a line across each lesion (Shapes, line tool) or click points, then Make mask.")
+        self.status = QLabel("Draw a line across each lesion (Shapes, line tool), a box around it (rectangle tool) "
+                             "or click points, then Make mask.")
         self.status.setWordWrap(True)
 
         layout = QVBoxLayout(self)
@@ -185,6 +186,7 @@ class AnnotateWidget(QWidget):
         from napari.layers import Points, Shapes
 
         from ..core import annotations as ann_core
+        from ..core.annotations import prompts
 
         ann = self.ann_combo.layer()
         image = self.image_combo.layer()
@@ -201,12 +203,12 @@ class AnnotateWidget(QWidget):
                 raise LesionSegError(f"'{ann.name}' is empty: draw a line across each lesion first.")
             shapes = [ann_core.Shape(i, t, to_image_voxels(v, ann, image, nd, point))
                       for i, (v, t) in enumerate(zip(ann.data, ann.shape_type))]
-            lines = ann_core.pair_short_axes(ann_core.shapes_to_segments(shapes, nd))
             method = LINE_METHODS[self.method_combo.currentText()]
+            modality = (image.metadata.get("lesionseg", {}) or {}).get("modality")
 
-            def job(progress, cancelled):
-                return ann_core.lines_to_labels(data, lines, spacing=spacing, method=method, rgb=image.rgb,
-                                                progress=progress, cancelled=cancelled), "labels"
+            def job(progress, cancelled):  # lines and rectangles (box prompts)
+                return prompts.shapes_to_labels(data, shapes, spacing=spacing, method=method, rgb=image.rgb,
+                                                progress=progress, cancelled=cancelled, modality=modality), "labels"
 
             return job, f"{image.name} lesions", image
         if not isinstance(ann, Points):

@@ -47,6 +47,11 @@ class LineFrame:
     def length_mm(self) -> float:
         return self.step_mm * self.size / 2
 
+    def line_ends(self) -> np.ndarray:
+        """The line's two ends on the grid (row, col): the middle row, columns S/4 and 3S/4."""
+        c = (self.size - 1) / 2
+        return np.array([[c, c - self.size / 4], [c, c + self.size / 4]])
+
     def matrix(self) -> tuple[np.ndarray, np.ndarray]:
         """(A, b) with array_index = A @ (row, col) + b."""
         c = (self.size - 1) / 2

@@ -3,13 +3,13 @@
 The line fixes the lesion's position and extent; the image fixes its boundary. Everything happens in the line's
 canonical frame (`frame.LineFrame`), in millimetres, so pixel spacing and the line's angle do not matter.
 
-Two methods, chosen by measurement (benchmarks/eval_line_to_mask.py):
-- "learned": a small U-Net prompted by the line (models/line_prompt/, trained on BUSI ultrasound);
+Two methods, chosen by measurement (benchmarks/eval_prompt_modalities.py, eval_line_to_mask.py):
+- "learned": the prompt network (models/line_prompt/prompt_unet: lines, boxes, clicks; trained on ultrasound,
+  DCE-MRI slices, mammograms and nuclei, both intensity polarities);
 - "classical": a random walker on the smoothed frame, seeded by the line's core (inside) and by what lies
   beyond its ends and outside an ellipse band (outside), multiplied with that ellipse prior.
-"auto" uses the learned model for 2D when it is installed, the classical method otherwise. On BUSI (478 lesion
-images, line = longest diameter of the true lesion) mean Dice is 0.912 learned (2-fold CV by lesion group, held
-out) and 0.867 classical (beta tuned on one half, 0.869 on the other), against 0.831 for an ellipse on the line.
+"auto" uses the learned model for 2D when it is installed, the classical method otherwise (README: held-out Dice
+per modality for both).
 
 In a volume the slice mask seeds a 3D random walker (voxel spacing respected) inside an ellipsoid whose size comes
 from the line, so the mask continues through neighbouring slices as far as the lesion does.
@@ -197,15 +197,19 @@ def classical_frame_probability(crop: np.ndarray, short_ratio: float | None = No
     return np.sqrt(p * prior)
 
 
-def _frame_probability(image2d, frame: LineFrame, short, method: str, what: str) -> np.ndarray:
-    from .line_model import frame_input, line_model_available, predict_frames
+def _frame_probability(image2d, frame: LineFrame, short, method: str, what: str, positive=(),
+                       negative=(), network: str | None = None) -> np.ndarray:
+    """network: a prompt network's name (`line_model.network_for`); None: the installed all-modality one."""
+    from .line_model import frame_input, line_model_available, load_line_model, model_dir, predict_frames
 
     if method == "auto":
-        method = "learned" if line_model_available() else "classical"
+        method = "learned" if line_model_available(network) else "classical"
     if method == "learned":
-        x = frame_input(image2d, frame, short)
+        card = load_line_model(network, str(model_dir()))[1] if network else None
+        x = frame_input(image2d, frame, short, card=card, line=frame.to_array(frame.line_ends()), positive=positive,
+                        negative=negative)
         _check_contrast(x[0], what)
-        return predict_frames(x[None])[0]
+        return predict_frames(x[None], name=network)[0]
     crop = frame.sample(image2d, order=1)
     _check_contrast(crop, what)
     if method == "classical":
@@ -242,7 +246,8 @@ def _mask_from_frame_probability(prob: np.ndarray, frame: LineFrame, shape, line
 
 def _mask_2d(image2d, line: Line, spacing2, method: str, what: str) -> np.ndarray:
     frame = LineFrame.from_line(line.p0[-2:], line.p1[-2:], spacing2)
-    prob = _frame_probability(image2d, frame, line.short, method, what)
+    clicks = {k: [np.asarray(p, float)[-2:] for p in line.extra.get(k, ())] for k in ("positive", "negative")}
+    prob = _frame_probability(image2d, frame, line.short, method, what, **clicks, network=line.extra.get("network"))
     mask = _mask_from_frame_probability(prob, frame, image2d.shape, line)
     if mask.sum() < 3 and method != "classical":
         prob = _frame_probability(image2d, frame, line.short, "classical", what)
@@ -255,13 +260,15 @@ def _mask_2d(image2d, line: Line, spacing2, method: str, what: str) -> np.ndarra
 # ---------------------------------------------------------------- 3D: grow from the slice
 
 
-def _mask_3d(volume, line: Line, spacing, method: str, what: str, beta: float = 300.0) -> np.ndarray:
+def _mask_3d(volume, line: Line, spacing, method: str, what: str, beta: float = 300.0, slice_mask=None) -> np.ndarray:
     """Slice mask → 3D: a random walker in a box around the line, spacing-aware, seeded by the slice mask
     (inside) and by the slice outside it and everything beyond an ellipsoid sized by the line (outside)."""
     from skimage.segmentation import random_walker
 
     z0 = int(round((line.p0[0] + line.p1[0]) / 2))
-    m2 = _mask_2d(volume[z0], line, spacing[1:], "classical" if method == "auto" else method, what)
+    if slice_mask is None:
+        slice_mask = _mask_2d(volume[z0], line, spacing[1:], "classical" if method == "auto" else method, what)
+    m2 = slice_mask
     L = float(np.hypot(*((line.p1[1:] - line.p0[1:]) * spacing[1:])))
     centre = np.array([z0, *((line.p0[1:] + line.p1[1:]) / 2)])
     half = np.ceil(0.8 * L / spacing).astype(int) + 1
@@ -305,14 +312,25 @@ def _mask_3d(volume, line: Line, spacing, method: str, what: str, beta: float = 
 # ---------------------------------------------------------------- public API
 
 
-def line_to_mask(image, p0, p1, *, spacing=None, short_axis=None, method: str = "auto", rgb: bool | None = None) -> np.ndarray:
+def _network(modality: str | None) -> str | None:
+    from .line_model import network_for
+
+    return network_for(modality)
+
+
+def line_to_mask(image, p0, p1, *, spacing=None, short_axis=None, method: str = "auto", rgb: bool | None = None,
+                 positive=(), negative=(), modality: str | None = None) -> np.ndarray:
     """Boolean mask (the image's spatial shape) of the lesion a diameter line p0–p1 was drawn across.
 
     p0, p1: array indices in napari order ((y, x) or (z, y, x)); spacing: mm per pixel/voxel per array axis.
+    positive/negative: clicks (same coordinates) that refine the mask on the line's slice ("lesion" / "not"),
+    used by the prompt network (method learned, or auto in 2D). modality: picks the network
+    (`line_model.network_for`: ultrasound keeps its own line network).
     """
     img = _spatial(image, rgb)
     sp = _spacing(spacing, img.ndim)
-    line = check_line(Line(p0, p1, short_axis), img.shape)
+    line = check_line(Line(p0, p1, short_axis, extra={"positive": list(positive), "negative": list(negative),
+                                                      "network": _network(modality)}), img.shape)
     if method not in METHODS:
         raise LesionSegError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     if img.ndim == 2:
@@ -322,7 +340,7 @@ def line_to_mask(image, p0, p1, *, spacing=None, short_axis=None, method: str = 
 
 def lines_to_labels(image, lines: Sequence[Line], *, spacing=None, method: str = "auto", rgb: bool | None = None,
                     progress: Callable[[int, int], None] | None = None,
-                    cancelled: Callable[[], bool] | None = None) -> np.ndarray:
+                    cancelled: Callable[[], bool] | None = None, modality: str | None = None) -> np.ndarray:
     """Label image: lesion i (1-based, or `line.label`) for every line; later lines do not overwrite earlier ones."""
     if lines is None or len(lines) == 0:
         raise LesionSegError("There are no lines: draw a line across each lesion (Shapes layer, line tool).")
@@ -334,6 +352,9 @@ def lines_to_labels(image, lines: Sequence[Line], *, spacing=None, method: str =
     if method not in METHODS:
         raise LesionSegError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     checked = [check_line(l, img.shape, f"Line {i + 1}") for i, l in enumerate(lines)]
+    network = _network(modality)
+    for line in checked:
+        line.extra.setdefault("network", network)
     labels = np.zeros(img.shape, np.int32)
     for i, line in enumerate(checked):
         if cancelled is not None and cancelled():

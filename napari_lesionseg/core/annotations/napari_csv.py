@@ -171,3 +171,22 @@ def shapes_to_segments(shapes: list[Shape], image_ndim: int) -> list[tuple[np.nd
         i, j = np.unravel_index(np.argmax(d), d.shape)
         segs.append((v[i], v[j]))
     return segs
+
+
+def split_boxes(shapes: list[Shape]) -> tuple[list[Shape], list[Shape]]:
+    """(rectangles, every other shape): napari's rectangle tool draws the box prompts, the line tool the lines."""
+    boxes = [s for s in shapes if s.shape_type == "rectangle"]
+    return boxes, [s for s in shapes if s.shape_type != "rectangle"]
+
+
+def shapes_to_boxes(shapes: list[Shape], image_ndim: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Rectangle shapes → (corner, opposite corner) of their axis-aligned extent; one slice each in a volume."""
+    boxes = []
+    for s in shapes:
+        v = s.vertices
+        if v.shape[1] != image_ndim:
+            raise LesionSegError(f"Shape {s.index} has {v.shape[1]}-D vertices but the image is {image_ndim}-D.")
+        if image_ndim == 3 and np.ptp(v[:, 0]) > 1.0:
+            raise LesionSegError(f"Rectangle {s.index} spans slices; draw it on one slice.")
+        boxes.append((v.min(0), v.max(0)))
+    return boxes

@@ -12,6 +12,9 @@ from pathlib import Path
 from ..errors import LesionSegError
 
 MODALITIES = ("ultrasound", "mammography", "histology", "mri")
+KINDS = ("segmentation", "prompt")
+"""'segmentation': a whole-image model (the Segment dock's list, `lesionseg predict`); 'prompt': a network that
+segments the lesion a line, box or click points at (`core/annotations/`), modality 'any' when trained on all."""
 
 
 @dataclass
@@ -24,6 +27,8 @@ class ClassInfo:
 class ModelCard:
     name: str
     modality: str
+    kind: str = "segmentation"
+    """One of KINDS."""
     architecture: str = "Unet"
     encoder: str = "resnet18"
     decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 16, 8])
@@ -75,8 +80,9 @@ class ModelCard:
 
     def headline_metric(self) -> str:
         """The one figure to show a user (Segment dock, `lesionseg models`, README): measured on data that chose
-        nothing about the model (`metrics["external"]`, written from `lesionseg evaluate`), with its n. Without one,
-        the validation Dice is shown named for what it is: the split that chose the epoch, so optimistic."""
+        nothing about the model (`metrics["external"]`, written from `lesionseg evaluate`), with its n; else
+        cross-validated figures (`metrics["cross_validated"]`); else the validation Dice named for what it is: the
+        split that chose the epoch, so optimistic."""
         external = self.metrics.get("external") or {}
         if isinstance(external, dict) and external:
             block = next(iter(external.values()))
@@ -92,6 +98,9 @@ class ModelCard:
                 if block.get("n_lesion_free") and isinstance(block.get("fp_images"), int):
                     text += f", false lesion on {block['fp_images']} of {block['n_lesion_free']} normal images"
                 return text
+        cross_validated = self.metrics.get("cross_validated") or {}
+        if isinstance(cross_validated, dict) and cross_validated:  # held-out folds: a patient is never in both
+            return "Dice on held-out folds: " + "; ".join(f"{k} {v:.2f}" for k, v in cross_validated.items())
         metric = self.metrics.get("val_dice")
         if isinstance(metric, (int, float)):
             return f"validation Dice {metric:.2f} (on the split that chose the epoch: optimistic)"
@@ -125,7 +134,9 @@ class ModelCard:
         classes = [c if isinstance(c, ClassInfo) else ClassInfo(**c) for c in d.pop("classes", [{"name": "lesion"}])]
         kwargs = {k: v for k, v in d.items() if k in known}
         card = cls(classes=classes, path=path, **kwargs)
-        if card.modality not in MODALITIES:
+        if card.kind not in KINDS:
+            raise LesionSegError(f"Model card {card.name}: unknown kind {card.kind!r}.")
+        if card.modality not in MODALITIES and not (card.kind == "prompt" and card.modality == "any"):
             raise LesionSegError(f"Model card {card.name}: unknown modality {card.modality!r}.")
         return card
 

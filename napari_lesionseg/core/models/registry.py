@@ -4,6 +4,8 @@ Shipped models come from the package data (`napari_lesionseg.resources`: the rep
 $LESIONSEG_MODELS_DIR; models made by fine-tuning live in the per-user data directory. A fine-tuned model never
 overwrites another: names are unique. Listeners registered with `on_change` are called when a model is published,
 so every dropdown refreshes itself.
+Prompt networks (card kind 'prompt', in `models/line_prompt/`) are listed with `cards(kind=None)` or
+`cards(kind="prompt")`; by default only whole-image models are, so no whole-image dropdown offers them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from ..errors import LesionSegError
 from .card import ModelCard
 
 APP_NAME = "napari-lesionseg"
+PROMPT_SUBDIR = "line_prompt"
+"""Sub-folder of a models folder holding prompt networks (kind 'prompt')."""
 
 
 def shipped_models_dir() -> Path:
@@ -46,13 +50,13 @@ class ModelRegistry:
             return list(self._dirs)
         return [shipped_models_dir(), user_models_dir()]
 
-    def cards(self) -> list[ModelCard]:
-        """All readable cards, shipped first; a card without its weights file is left out."""
+    def cards(self, kind: str | None = "segmentation") -> list[ModelCard]:
+        """Readable cards of `kind` (None: every kind), shipped first; a card without its weights is left out."""
         seen: dict[str, ModelCard] = {}
         for d in self.dirs:
             if not d.is_dir():
                 continue
-            for p in sorted(d.glob("*.json")):
+            for p in sorted(d.glob("*.json")) + sorted(d.glob(f"{PROMPT_SUBDIR}/*.json")):
                 if p.name.startswith("."):  # a card being written (io/atomic.py's temporary file)
                     continue
                 try:
@@ -60,28 +64,28 @@ class ModelRegistry:
                 except LesionSegError:
                     continue
                 wp = card.weights_path
-                if wp is None or not wp.exists():
+                if wp is None or not wp.exists() or (kind is not None and card.kind != kind):
                     continue
                 seen.setdefault(card.name, card)
         return list(seen.values())
 
-    def names(self, modality: str | None = None) -> list[str]:
-        return [c.name for c in self.cards() if modality is None or c.modality == modality]
+    def names(self, modality: str | None = None, kind: str | None = "segmentation") -> list[str]:
+        return [c.name for c in self.cards(kind) if modality is None or c.modality == modality]
 
-    def get(self, name_or_path: str | Path) -> ModelCard:
+    def get(self, name_or_path: str | Path, kind: str | None = "segmentation") -> ModelCard:
         p = Path(name_or_path)
         if p.suffix == ".json" and p.exists():
             return ModelCard.read(p)
         if p.suffix == ".safetensors" and p.exists() and p.with_suffix(".json").exists():
             return ModelCard.read(p.with_suffix(".json"))
-        for c in self.cards():
+        for c in self.cards(kind):
             if c.name == str(name_or_path):
                 return c
-        known = ", ".join(self.names()) or "none"
+        known = ", ".join(self.names(kind=kind)) or "none"
         raise LesionSegError(f"No model named {name_or_path!r}. Known models: {known}.")
 
     def unique_name(self, wanted: str) -> str:
-        names = set(self.names())
+        names = set(self.names(kind=None))
         if wanted not in names:
             return wanted
         i = 2
