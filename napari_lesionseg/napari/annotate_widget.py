@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
 from ..core.errors import Cancelled, LesionSegError
 from ..core.geometry import geometry_from_metadata
 from .layer_utils import derived_layer_kwargs
-from .measure_widget import LayerCombo
+from .layer_combo import LayerCombo
 
 LINE_METHODS = {"auto (learned in 2D, 3D random walker)": "auto", "learned (line-prompted U-Net)": "learned",
                 "classical (random walker + ellipse prior)": "classical"}

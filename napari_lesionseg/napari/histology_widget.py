@@ -23,7 +23,7 @@ from ..core import histology as H
 from ..core.errors import LesionSegError
 from ..core.geometry import geometry_from_metadata
 from .layer_utils import derived_layer_kwargs
-from .measure_widget import LayerCombo
+from .layer_combo import LayerCombo
 
 MAX_PIXELS = 64_000_000  # in-memory work only: a whole slide must be cropped to a region first
 

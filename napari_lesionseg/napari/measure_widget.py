@@ -13,7 +13,6 @@ import numpy as np
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -28,10 +27,8 @@ from ..core.errors import LesionSegError
 from ..core.geometry import METADATA_KEY, geometry_from_metadata
 from ..core.measure import default_table_path, measure_lesions, measurements_to_rows, write_measurements_csv
 from ._jobs import on_result, returning_errors
+from .layer_combo import NONE, LayerCombo
 from ._scroll import WrappedLabel, scrolling_layout
-
-NONE = "(none)"
-
 
 def _layer_source_path(layer) -> str | None:
     meta = layer.metadata.get(METADATA_KEY, {}) if isinstance(layer.metadata, dict) else {}
@@ -44,47 +41,6 @@ def _layer_source_path(layer) -> str | None:
     if getattr(layer, "source", None) is not None and layer.source.path:
         return str(layer.source.path)
     return None
-
-
-class LayerCombo(QComboBox):
-    """A combo box of the viewer's layers of some types, kept in sync with the layer list."""
-
-    def __init__(self, viewer, kinds: tuple, optional: bool = False, accept=None, parent=None):
-        super().__init__(parent)
-        self.viewer = viewer
-        self.kinds = kinds
-        self.optional = optional
-        self.accept = accept
-        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
-            ev.connect(self.refresh)
-        self.refresh()
-
-    def refresh(self, *_):
-        current = self.currentText()
-        self.blockSignals(True)
-        self.clear()
-        if self.optional:
-            self.addItem(NONE)
-        for layer in self.viewer.layers:
-            if isinstance(layer, self.kinds) and (self.accept is None or self.accept(layer)):
-                self.addItem(layer.name)
-        idx = self.findText(current)
-        if idx >= 0:
-            self.setCurrentIndex(idx)
-        self.blockSignals(False)
-        if idx < 0:
-            self.currentIndexChanged.emit(self.currentIndex())
-
-    def layer(self):
-        name = self.currentText()
-        if not name or name == NONE or name not in self.viewer.layers:
-            return None
-        return self.viewer.layers[name]
-
-    def select(self, layer) -> None:
-        i = self.findText(layer.name)
-        if i >= 0:
-            self.setCurrentIndex(i)
 
 
 class MeasureWidget(QWidget):
