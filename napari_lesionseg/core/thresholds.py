@@ -22,8 +22,7 @@ import numpy as np
 
 from .errors import LesionSegError
 
-__all__ = ["ThresholdCurves", "ThresholdChoice", "threshold_curves", "best_thresholds",
-           "best_iou_threshold", "best_gmean_threshold"]
+__all__ = ["ThresholdCurves", "ThresholdChoice", "threshold_curves", "best_thresholds"]
 
 
 @dataclass
@@ -155,11 +154,3 @@ def best_thresholds(probabilities, truths, bins: int = 1000, valid=None) -> Thre
         gmean_threshold=float(c.thresholds[g]), gmean=float(gm[g]),
         n_pixels=c.n_pos + c.n_neg, n_positive=c.n_pos,
     )
-
-
-def best_iou_threshold(probabilities, truths, bins: int = 1000, valid=None) -> float:
-    return best_thresholds(probabilities, truths, bins=bins, valid=valid).iou_threshold
-
-
-def best_gmean_threshold(probabilities, truths, bins: int = 1000, valid=None) -> float:
-    return best_thresholds(probabilities, truths, bins=bins, valid=valid).gmean_threshold

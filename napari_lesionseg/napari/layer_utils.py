@@ -8,8 +8,6 @@ source's affine. napari's own `affine` is not used (readers place layers with `s
 
 from __future__ import annotations
 
-import copy
-
 from ..core.geometry import METADATA_KEY, geometry_from_metadata
 
 
@@ -42,14 +40,6 @@ def derived_layer_kwargs(source_layer, name: str, ndim: int | None = None) -> di
 def layer_geometry(layer):
     """The Geometry of a layer read by this plugin (or derived from one), else None."""
     return geometry_from_metadata(getattr(layer, "metadata", None))
-
-
-def copy_metadata(metadata: dict) -> dict:
-    """A copy of layer metadata whose Geometry object is shared (it is never mutated) but whose dicts are not."""
-    out = dict(metadata or {})
-    if METADATA_KEY in out:
-        out[METADATA_KEY] = copy.copy(out[METADATA_KEY])
-    return out
 
 
 def open_input_paths(viewer) -> list[str]:
