@@ -28,20 +28,12 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import Cancelled, LesionSegError
-from ..core.geometry import geometry_from_metadata
-from .layer_utils import derived_layer_kwargs
+from .layer_utils import derived_layer_kwargs, layer_spacing
 from .layer_combo import LayerCombo
 
 LINE_METHODS = {"auto (learned in 2D, 3D random walker)": "auto", "learned (line-prompted U-Net)": "learned",
                 "classical (random walker + ellipse prior)": "classical"}
 POINT_MODES = ("disks", "probability map exp(-a·d)", "grow/shrink a mask (clicks)")
-
-
-def layer_spacing(image_layer, ndim: int) -> tuple[float, ...]:
-    geom = geometry_from_metadata(getattr(image_layer, "metadata", None), ndim=ndim)
-    if geom is not None:
-        return tuple(float(s) for s in geom.spacing)
-    return tuple(float(s) for s in image_layer.scale[-ndim:])
 
 
 def image_array(image_layer) -> tuple[np.ndarray, int]:
@@ -195,7 +187,7 @@ class AnnotateWidget(QWidget):
         if image is None:
             raise LesionSegError("Choose the image the annotations were drawn on.")
         data, nd = image_array(image)
-        spacing = layer_spacing(image, nd)
+        spacing = layer_spacing(image, nd)[0]
         point = tuple(self.viewer.dims.point)
         shape = data.shape[:nd] if not image.rgb else data.shape[:-1]
         if isinstance(ann, Shapes):

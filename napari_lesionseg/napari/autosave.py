@@ -18,6 +18,7 @@ from qtpy.QtCore import QEvent, QObject, QTimer
 
 from ..core import autosave as core_autosave
 from ..core.geometry import METADATA_KEY, geometry_from_metadata
+from .layer_utils import layer_source_path
 
 DEFAULT_INTERVAL_MS = 60_000
 _SAVERS: dict[int, "Autosaver"] = {}  # id(viewer) -> its Autosaver
@@ -44,18 +45,6 @@ def _fingerprint(data) -> tuple | None:
         return None
     a = np.ascontiguousarray(data)
     return (a.shape, str(a.dtype), zlib.crc32(memoryview(a).cast("B")))
-
-
-def _source_of(layer) -> str | None:
-    meta = layer.metadata.get(METADATA_KEY, {}) if isinstance(layer.metadata, dict) else {}
-    src = meta.get("source_path") if isinstance(meta, dict) else None
-    if src is None:
-        geom = geometry_from_metadata(layer.metadata)
-        if geom is not None:
-            src = geom.extra.get("source_path")
-    if src is None and getattr(layer, "source", None) is not None and layer.source.path:
-        src = str(layer.source.path)
-    return src
 
 
 class Autosaver(QObject):
@@ -138,7 +127,7 @@ class Autosaver(QObject):
             try:
                 geom = geometry_from_metadata(layer.metadata, ndim=layer.data.ndim)
                 path = core_autosave.autosave_mask(
-                    layer.data, name=layer.name, geometry=geom, source=_source_of(layer), directory=self.directory,
+                    layer.data, name=layer.name, geometry=geom, source=layer_source_path(layer), directory=self.directory,
                     extra={"scale": [float(s) for s in layer.scale]},
                 )
             except Exception as e:  # never let autosave break the session

@@ -42,6 +42,30 @@ def layer_geometry(layer):
     return geometry_from_metadata(getattr(layer, "metadata", None))
 
 
+def layer_spacing(layer, ndim: int | None = None) -> tuple[tuple[float, ...], bool]:
+    """(pixel/voxel size per spatial axis, known?) of a layer: its Geometry when this plugin read it, else its
+    napari scale (known unless every axis is 1: then 1 means one pixel, not 1 mm). ndim: only a Geometry of that
+    many axes counts (None: any, e.g. the 3D Geometry of a 4D DCE layer)."""
+    geom = geometry_from_metadata(getattr(layer, "metadata", None), ndim=ndim)
+    if geom is not None:
+        return tuple(float(s) for s in geom.spacing), geom.spacing_known
+    scale = tuple(float(s) for s in layer.scale[-(ndim or len(layer.scale)):])
+    return scale, not all(s == 1.0 for s in scale)
+
+
+def layer_source_path(layer) -> str | None:
+    """The file a layer was read from (or its scan's, for a derived layer), else None."""
+    meta = layer.metadata.get(METADATA_KEY, {}) if isinstance(layer.metadata, dict) else {}
+    if isinstance(meta, dict) and meta.get("source_path"):
+        return str(meta["source_path"])
+    geom = geometry_from_metadata(layer.metadata)
+    if geom is not None and geom.extra.get("source_path"):
+        return str(geom.extra["source_path"])
+    if getattr(layer, "source", None) is not None and layer.source.path:
+        return str(layer.source.path)
+    return None
+
+
 def open_input_paths(viewer) -> list[str]:
     """Every file (or DICOM folder) an open layer was read from: a save must never land on one of them."""
     paths: list[str] = []

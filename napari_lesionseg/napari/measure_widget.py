@@ -24,24 +24,12 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import LesionSegError
-from ..core.geometry import METADATA_KEY, geometry_from_metadata
+from ..core.geometry import geometry_from_metadata
 from ..core.measure import default_table_path, measure_lesions, measurements_to_rows, write_measurements_csv
 from ._jobs import on_result, returning_errors
 from .layer_combo import NONE, LayerCombo
+from .layer_utils import layer_source_path, layer_spacing
 from ._scroll import WrappedLabel, scrolling_layout
-
-def _layer_source_path(layer) -> str | None:
-    meta = layer.metadata.get(METADATA_KEY, {}) if isinstance(layer.metadata, dict) else {}
-    for key in ("source_path", "saved_path", "mask_path"):
-        if isinstance(meta, dict) and meta.get(key):
-            return str(meta[key])
-    geom = geometry_from_metadata(layer.metadata)
-    if geom is not None and geom.extra.get("source_path"):
-        return str(geom.extra["source_path"])
-    if getattr(layer, "source", None) is not None and layer.source.path:
-        return str(layer.source.path)
-    return None
-
 
 class MeasureWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
@@ -139,13 +127,6 @@ class MeasureWidget(QWidget):
 
     # ---------------------------------------------------------------------------------------- measuring
 
-    def _spacing(self, layer) -> tuple[tuple[float, ...], bool]:
-        geom = geometry_from_metadata(layer.metadata, ndim=layer.data.ndim)
-        if geom is not None:
-            return tuple(geom.spacing), geom.spacing_known
-        scale = tuple(float(s) for s in layer.scale)
-        return scale, not all(s == 1.0 for s in scale)
-
     def _inputs(self):
         """(layer, kwargs for measure_lesions, spacing known?) from the dock's choices; raises LesionSegError."""
         layer = self.mask_combo.layer()
@@ -168,7 +149,7 @@ class MeasureWidget(QWidget):
         pre = _image(self.pre_combo)
         if pre is not None and image is None:
             raise LesionSegError("Choose the post-contrast image as intensity image to measure enhancement.")
-        spacing, known = self._spacing(layer)
+        spacing, known = layer_spacing(layer, layer.data.ndim)
         geom = geometry_from_metadata(layer.metadata, ndim=data.ndim)
         # a copy of the mask: the user may keep painting while a worker measures
         kwargs = dict(mask=data.copy(), spacing=spacing, image=image, pre=pre, geometry=geom, spacing_known=known)
@@ -296,7 +277,7 @@ class MeasureWidget(QWidget):
         layer = self._measured_layer
         if layer is None:
             return None
-        src = _layer_source_path(layer)
+        src = layer_source_path(layer)
         if src is None:
             return None
         src = Path(src)
@@ -355,7 +336,7 @@ class MeasureWidget(QWidget):
             path = name
         try:
             out = write_seg_and_report(np.asarray(layer.data), geometry_from_metadata(layer.metadata), path,
-                                       source_path=_layer_source_path(layer),
+                                       source_path=layer_source_path(layer),
                                        **seg_options_from_metadata(layer.metadata))
         except LesionSegError as e:
             show_error(str(e))

@@ -41,7 +41,7 @@ from ..core.models import default_registry
 from ._jobs import JobFailed
 from ._scroll import WrappedLabel, scrolling_layout
 from .dicom_export import EDITED_KEY, is_dicom_layer, seg_options_from_metadata
-from .layer_utils import derived_layer_kwargs, refuse_overwriting_open_inputs
+from .layer_utils import derived_layer_kwargs, layer_spacing, refuse_overwriting_open_inputs
 
 SCOPES = ("Current slice", "Whole volume", "Whole image / slide")
 JOIN_TIMEOUT_S = 20.0
@@ -346,10 +346,7 @@ class SegmentDock(QWidget):
         layer = layer if layer is not None else self.current_image()
         if layer is None:
             return True
-        geom = geometry_from_metadata(layer.metadata)
-        if geom is not None:
-            return geom.spacing_known
-        return not all(float(s) == 1.0 for s in layer.scale)
+        return layer_spacing(layer)[1]
 
     def _update_units(self, *_) -> None:
         """Size fields say px when the pixel size is unknown (1 = one pixel, not 1 mm), mm otherwise."""
