@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 from ..core.errors import LesionSegError
 from ..core.geometry import geometry_from_metadata
 from ..core.measure import default_table_path, measure_lesions, measurements_to_rows, write_measurements_csv
-from ._jobs import on_result, returning_errors
+from ._jobs import on_result, returning_errors, written_or_reported
 from .layer_combo import NONE, LayerCombo
 from .layer_utils import layer_source_path, layer_spacing
 from ._scroll import WrappedLabel, scrolling_layout
@@ -291,7 +291,7 @@ class MeasureWidget(QWidget):
 
     def export_csv(self, path: str | Path | None = None) -> Path | None:
         """Write the table (atomically) beside the mask, or to `path`; asks for a file when neither is known."""
-        from napari.utils.notifications import show_error, show_info
+        from napari.utils.notifications import show_info
 
         if not self.measurements:
             self.measure_now()
@@ -305,10 +305,8 @@ class MeasureWidget(QWidget):
             if not name:
                 return None
             path = name
-        try:
-            out = write_measurements_csv(self.measurements, path)
-        except OSError as e:
-            show_error(f"Could not write {path}: {e}")
+        out = written_or_reported(lambda: write_measurements_csv(self.measurements, path), path)
+        if out is None:
             return None
         show_info(f"Measurements saved to {out}")
         self.status.setText(f"Saved {out}")
@@ -319,7 +317,6 @@ class MeasureWidget(QWidget):
         """The chosen mask as a DICOM SEG, and its measurements as a DICOM SR beside it (`<name>_report.dcm`)."""
         from napari.utils.notifications import show_error, show_info
 
-        from ..core.errors import LesionSegError
         from ..core.geometry import geometry_from_metadata
         from ..core.io.dicom_sr import write_seg_and_report
         from .dicom_export import is_dicom_layer, seg_options_from_metadata
@@ -334,15 +331,11 @@ class MeasureWidget(QWidget):
             if not name:
                 return None
             path = name
-        try:
-            out = write_seg_and_report(np.asarray(layer.data), geometry_from_metadata(layer.metadata), path,
-                                       source_path=layer_source_path(layer),
-                                       **seg_options_from_metadata(layer.metadata))
-        except LesionSegError as e:
-            show_error(str(e))
-            return None
-        except OSError as e:
-            show_error(f"Could not write {path}: {e}")
+        out = written_or_reported(
+            lambda: write_seg_and_report(np.asarray(layer.data), geometry_from_metadata(layer.metadata), path,
+                                         source_path=layer_source_path(layer),
+                                         **seg_options_from_metadata(layer.metadata)), path)
+        if out is None:
             return None
         show_info(f"DICOM SEG saved to {out[0]}, measurement report to {out[1].name}")
         self.status.setText(f"Saved {out[0]} and {out[1].name}")

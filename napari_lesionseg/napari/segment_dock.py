@@ -38,7 +38,7 @@ from ..core.geometry import geometry_from_metadata, spacing_from_ruler, with_giv
 from ..core.inference.device import available_devices
 from ..core.inference.threshold import PostProcessing, apply_threshold
 from ..core.models import default_registry
-from ._jobs import JobFailed
+from ._jobs import JobFailed, written_or_reported
 from ._scroll import WrappedLabel, scrolling_layout
 from .dicom_export import EDITED_KEY, is_dicom_layer, seg_options_from_metadata
 from .layer_utils import derived_layer_kwargs, layer_spacing, refuse_overwriting_open_inputs
@@ -957,15 +957,13 @@ class SegmentDock(QWidget):
             return None
         geometry = geometry_from_metadata(layer.metadata)
         source = (layer.metadata.get("lesionseg", {}) or {}).get("source_path")
-        try:
+        def write():
             refuse_overwriting_open_inputs(path, self.viewer)  # the scan, an expert mask, any file a layer shows
-            out = write_mask(np.asarray(layer.data), geometry, path, source_path=source,
-                             seg=seg_options_from_metadata(layer.metadata))
-        except LesionSegError as e:
-            show_error(str(e))
-            return None
-        except OSError as e:
-            show_error(f"Could not write {path}: {e}")
+            return write_mask(np.asarray(layer.data), geometry, path, source_path=source,
+                              seg=seg_options_from_metadata(layer.metadata))
+
+        out = written_or_reported(write, path)
+        if out is None:
             return None
         self._written.add(Path(out).resolve())
         show_info(f"Mask written to {out}")
