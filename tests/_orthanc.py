@@ -105,3 +105,16 @@ def upload(server: Orthanc, files) -> None:
     for f in files:
         r = requests.post(f"{server.base}/instances", data=Path(f).read_bytes(), auth=(USER, PASSWORD), timeout=30)
         r.raise_for_status()
+
+
+def pacs_with_duke_series(folder: Path):
+    """A generator for a module fixture: Orthanc holding the Duke subtraction series (`_duke_dicom`), stopped after."""
+    from _duke_dicom import subtraction_series
+
+    server = start_orthanc(folder / "orthanc")
+    try:
+        study, series, files, vol = subtraction_series(folder / "series")
+        upload(server, files)
+        yield {"server": server, "study": study, "series": series, "files": files, "volume": vol}
+    finally:
+        stop_orthanc(server)

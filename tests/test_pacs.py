@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from _duke_dicom import TUMOUR, subtraction_series
-from _orthanc import PASSWORD, USER, free_port, start_orthanc, stop_orthanc, upload
+from _duke_dicom import TUMOUR
+from _orthanc import PASSWORD, USER, free_port, pacs_with_duke_series
 
 from napari_lesionseg.cli.main import main
 from napari_lesionseg.core.errors import LesionSegError
@@ -27,14 +27,7 @@ from napari_lesionseg.core.io import read_scan
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory):
     """Orthanc holding the Duke subtraction series; stopped after the module."""
-    folder = tmp_path_factory.mktemp("pacs")
-    server = start_orthanc(folder / "orthanc")
-    try:
-        study, series, files, vol = subtraction_series(folder / "series")
-        upload(server, files)
-        yield {"server": server, "study": study, "series": series, "files": files, "volume": vol}
-    finally:
-        stop_orthanc(server)
+    yield from pacs_with_duke_series(tmp_path_factory.mktemp("pacs"))
 
 
 @pytest.fixture(autouse=True)

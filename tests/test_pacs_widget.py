@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from _duke_dicom import TUMOUR, subtraction_series
-from _orthanc import PASSWORD, USER, start_orthanc, stop_orthanc, upload
+from _duke_dicom import TUMOUR
+from _orthanc import PASSWORD, USER, pacs_with_duke_series
 
 from napari_lesionseg.core.io import dicomweb as dw
 
@@ -19,14 +19,8 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pacs-gui")
-    server = start_orthanc(folder / "orthanc")
-    try:
-        study, series, files, vol = subtraction_series(folder / "series")
-        upload(server, files)
-        yield {"server": server, "study": study, "series": series, "files": files, "volume": vol}
-    finally:
-        stop_orthanc(server)
+    """Orthanc holding the Duke subtraction series; stopped after the module."""
+    yield from pacs_with_duke_series(tmp_path_factory.mktemp("pacs-gui"))
 
 
 def _widget(viewer, pacs, password=PASSWORD):
