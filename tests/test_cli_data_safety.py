@@ -432,3 +432,24 @@ def test_cohort_masks_and_probabilities_may_share_a_folder(work):
     args = argparse.Namespace(model="mri-lesion", output="out", probabilities="./out", output_format=None)
     predict.check_paths(args, Path("cohort"), None, predict._cohort_files(Path("cohort")))
     assert not (work / "out").exists()  # checking creates nothing
+
+
+def test_evaluate_and_export_seg_never_write_over_their_inputs(tmp_path, capsys):
+    """`evaluate --output` onto a table in the image folder, `export-seg --output` onto a slice of its source series
+    or onto the mask: refused, every file unchanged (the commands added in this session go through the same guard)."""
+    from _io_dicom_factory import write_series
+
+    images, masks, series = tmp_path / "images", tmp_path / "masks", tmp_path / "series"
+    images.mkdir()
+    masks.mkdir()
+    (images / "cases.csv").write_text("name,group\ncase1,1\n")
+    iio.imwrite(images / "case1.png", np.full((32, 32), 90, np.uint8))
+    iio.imwrite(masks / "case1.png", np.zeros((32, 32), np.uint8))
+    refused(["evaluate", "--model", "ultrasound-lesion", "--images", str(images), "--masks", str(masks),
+             "--output", str(images / "cases.csv")], tmp_path, capsys, "is the file given as --images")
+    write_series(series, np.arange(4 * 20 * 24, dtype=np.uint16).reshape(4, 20, 24), row_cos=[1, 0, 0],
+                 col_cos=[0, 1, 0], spacing_rc=(0.8, 0.7), origin=[0.0, 0.0, 0.0], slice_step=[0, 0, 2.5])
+    slice_file = sorted(series.glob("*.dcm"))[0]
+    nib.save(nib.Nifti1Image(np.zeros((24, 20, 4), np.uint8), np.eye(4)), tmp_path / "mask.nii.gz")
+    refused(["export-seg", "--mask", str(tmp_path / "mask.nii.gz"), "--source", str(series),
+             "--output", str(slice_file)], tmp_path, capsys, "is the file given as --source")

@@ -37,6 +37,10 @@ def run(args) -> int:
 
     if args.output and not args.output.lower().endswith(".csv"):
         raise LesionSegError(f"--output must be a .csv file (got {Path(args.output).name}).")
+    from ..core.io.output_guard import check_outputs, folder_files, model_files
+
+    check_outputs({"--images": folder_files(args.images), "--masks": folder_files(args.masks),
+                   "--model": model_files(args.model)}, {"--output": args.output})
     bar = tqdm(desc="evaluating", unit="case", file=sys.stderr)
 
     def progress(done: int, total: int, name: str) -> None:

@@ -77,6 +77,10 @@ def run(args) -> int:
         raise LesionSegError("Give --output seg.dcm, or --dicomweb URL --study UID to store the SEG on a PACS.")
     if args.output and not args.output.lower().endswith(".dcm"):
         raise LesionSegError(f"A DICOM SEG file ends in .dcm, not {Path(args.output).name}.")
+    from ..core.io.output_guard import check_outputs, folder_files, model_files
+
+    check_outputs({"--mask": args.mask, "--source": folder_files(args.source), "--model": model_files(args.model)},
+                  {"--output": args.output})
     kw: dict = {"edited": bool(args.edited)}
     if args.model:
         card = default_registry().get(args.model)

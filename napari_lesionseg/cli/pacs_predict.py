@@ -41,6 +41,9 @@ def run_dicomweb(args) -> int:
         raise LesionSegError("--dicomweb takes the scan from the PACS: leave out --input and --pre.")
     if args.output and not args.output.lower().endswith(".dcm"):
         raise LesionSegError("With --dicomweb, --output is a local copy of the DICOM SEG: name it *.dcm.")
+    from ..core.io.output_guard import check_outputs, model_files
+
+    check_outputs({"--model": model_files(args.model)}, {"--output": args.output})
     login = login_from_args(args)
     card = default_registry().get(args.model)
     predictor = Predictor(card, device=args.device, batch_size=args.batch_size,

@@ -141,6 +141,13 @@ def _check_writable(label: str, out: Path, folder: str) -> None:
                              "choose a folder you can write to.")
 
 
+def folder_files(folder: str | os.PathLike | None) -> list[Path]:
+    """Every file under an input folder (a cohort, a DICOM series), so that no output replaces one of them."""
+    if not folder or not Path(folder).is_dir():
+        return [Path(folder)] if folder else []
+    return [p for p in Path(folder).rglob("*") if p.is_file()]
+
+
 def model_files(name_or_path: str | None) -> list[Path]:
     """The files of a model given by path (its card and weights), so that no output replaces them; a model given
     by name lives in a model folder that commands do not write into."""
