@@ -133,3 +133,25 @@ def test_save_dialog_and_measure_dock_write_a_seg_that_opens_on_its_series(make_
     np.testing.assert_array_equal(layers[1].data, mask)
     np.testing.assert_allclose(layers[1].scale, image.scale)
     moved.unlink()
+
+
+def test_measure_dock_never_writes_over_a_slice_of_the_open_series(make_napari_viewer, pacs):
+    """DICOM SEG + report, or the CSV, aimed at a file of the open series: refused with one message, slice intact."""
+    import hashlib
+
+    from napari_lesionseg.napari.measure_widget import MeasureWidget
+
+    viewer = make_napari_viewer()
+    [image] = viewer.open(pacs["files"][0].parent, plugin=PLUGIN)
+    labels, _ = _mask_layer(viewer, image, edited=False)
+    target = sorted(pacs["files"][0].parent.glob("*.dcm"))[0]
+    before = hashlib.sha256(target.read_bytes()).hexdigest()
+    dock = MeasureWidget(viewer)
+    dock.mask_combo.select(labels)
+    errors = []
+    from unittest import mock
+
+    with mock.patch("napari.utils.notifications.show_error", errors.append):
+        assert dock.export_dicom(target) is None
+    assert len(errors) == 1 and "an open layer was read from it" in errors[0]
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == before

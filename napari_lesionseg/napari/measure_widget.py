@@ -28,7 +28,7 @@ from ..core.geometry import geometry_from_metadata
 from ..core.measure import default_table_path, measure_lesions, measurements_to_rows, write_measurements_csv
 from ._jobs import on_result, returning_errors, written_or_reported
 from .layer_combo import NONE, LayerCombo
-from .layer_utils import layer_source_path, layer_spacing
+from .layer_utils import layer_source_path, layer_spacing, refuse_overwriting_open_inputs
 from ._scroll import WrappedLabel, scrolling_layout
 
 class MeasureWidget(QWidget):
@@ -305,7 +305,11 @@ class MeasureWidget(QWidget):
             if not name:
                 return None
             path = name
-        out = written_or_reported(lambda: write_measurements_csv(self.measurements, path), path)
+        def write():
+            refuse_overwriting_open_inputs(path, self.viewer)  # the scan, its series, an expert mask
+            return write_measurements_csv(self.measurements, path)
+
+        out = written_or_reported(write, path)
         if out is None:
             return None
         show_info(f"Measurements saved to {out}")
@@ -331,10 +335,13 @@ class MeasureWidget(QWidget):
             if not name:
                 return None
             path = name
-        out = written_or_reported(
-            lambda: write_seg_and_report(np.asarray(layer.data), geometry_from_metadata(layer.metadata), path,
-                                         source_path=layer_source_path(layer),
-                                         **seg_options_from_metadata(layer.metadata)), path)
+        def write():
+            refuse_overwriting_open_inputs(path, self.viewer)  # a slice of the source series, the scan, a mask
+            return write_seg_and_report(np.asarray(layer.data), geometry_from_metadata(layer.metadata), path,
+                                        source_path=layer_source_path(layer),
+                                        **seg_options_from_metadata(layer.metadata))
+
+        out = written_or_reported(write, path)
         if out is None:
             return None
         show_info(f"DICOM SEG saved to {out[0]}, measurement report to {out[1].name}")
