@@ -1,4 +1,5 @@
-"""The one way a dock runs work off the GUI thread: `DockJobs(dock, ...).start(fn, ..., done=...)`.
+"""The one way a dock runs work off the GUI thread: `DockJobs(dock, ...).start(fn, ..., done=...)`; `fn` reports
+progress and checks for a cancel through `DockJobs.context` (the core's `progress` / `cancelled` callbacks).
 
 - The work runs in a napari `create_worker` thread, so it is listed in napari's status-bar task list, whose Cancel
   asks the worker to quit; its progress shows in napari's activity dialog as a `cancelable_progress` (with its own
@@ -106,6 +107,9 @@ class DockJobs:
         self.idle.set()
         self.worker = None
         self.pbar = None
+        self._outcome_of_worker: _Outcome | None = None
+        self.context = JobContext(self)
+        """progress / cancelled / notice callbacks for the running job's function (thread-safe)."""
         self._guard = _CloseGuard(self.cancel_event, self.idle)
         self._window = None
         self._signals = _Signals()
@@ -142,8 +146,16 @@ class DockJobs:
         """The dock's Cancel button (napari's cancels are read by `cancelled`)."""
         if self.worker is not None:
             self.cancel_event.set()
-            if self.status is not None:
-                self.status.setText("Cancelling…")
+            self.say("Cancelling…")
+
+    def say(self, text: str) -> None:
+        """Put a line in the dock's status label (a Qt QLabel or a magicgui Label)."""
+        if self.status is None:
+            return
+        if hasattr(self.status, "setText"):
+            self.status.setText(text)
+        else:
+            self.status.value = text
 
     def stop(self) -> bool:
         """Cancel a running job and wait for its thread to end (at most JOIN_TIMEOUT_S); True when it ended."""
@@ -151,18 +163,18 @@ class DockJobs:
 
     def start(self, fn: Callable, *args, desc: str, done: Callable, failed: Callable | None = None,
               cancelled: Callable | None = None, finished: Callable | None = None, **kwargs):
-        """Run `fn(context, *args, **kwargs)` in a worker; returns the napari worker (None if one is running).
+        """Run `fn(*args, **kwargs)` in a worker; returns the napari worker (None if one is running).
 
         done(result) on success; failed(error) after the error was shown (optional); cancelled() after a cancel
-        (default: an info message); finished() in every case, unless the dock is closing."""
+        (default: an info message); finished() in every case, unless the dock is closing. They run once the job is
+        over (`running()` False), so `done` may start the next job."""
         from napari.qt.threading import create_worker
         from napari.utils.progress import cancelable_progress
 
         if self.worker is not None:
             return None
-        context = JobContext(self)
 
-        run = _Run(desc, lambda: fn(context, *args, **kwargs), self.idle)
+        run = _Run(desc, lambda: fn(*args, **kwargs), self.idle)
 
         self._watch_window()
         self._guard.closing = False
@@ -170,9 +182,10 @@ class DockJobs:
         self.idle.clear()
         self._busy(True)
         self.pbar = cancelable_progress(total=0, desc=desc)  # napari's activity dialog, with a Cancel button
+        self._outcome_of_worker = None
         worker = create_worker(run, _start_thread=False)
-        worker.returned.connect(lambda outcome: self._outcome(outcome, done, failed, cancelled))
-        worker.finished.connect(lambda: self._finished(finished))
+        worker.returned.connect(self._keep_outcome)  # not emitted when napari's status-bar Cancel quit the worker
+        worker.finished.connect(lambda: self._finished(done, failed, cancelled, finished))
         self.worker = worker
         worker.start()
         return worker
@@ -201,27 +214,12 @@ class DockJobs:
         if self.on_progress is not None:
             self.on_progress(done, total)
 
-    def _outcome(self, outcome: _Outcome, done, failed, cancelled) -> None:
-        if self.closing:  # the window (and the dock's widgets) may be gone
-            return
-        if outcome.error is None:
-            done(outcome.value)
-            return
+    def _keep_outcome(self, outcome: _Outcome) -> None:
+        self._outcome_of_worker = outcome
+
+    def _finished(self, done, failed, cancelled, finished) -> None:
         from ..core.errors import Cancelled
 
-        if isinstance(outcome.error, Cancelled):
-            if cancelled is not None:
-                cancelled()
-            else:
-                from napari.utils.notifications import show_info
-
-                show_info("Cancelled.")
-            return
-        show_job_error(outcome.error, self.status, self.failure_prefix)
-        if failed is not None:
-            failed(outcome.error)
-
-    def _finished(self, finished) -> None:
         self._unwatch_window()
         self.worker = None
         if self.pbar is not None:
@@ -230,9 +228,25 @@ class DockJobs:
             except RuntimeError:  # the activity dialog went with the window
                 pass
             self.pbar = None
-        if self.closing:
+        if self.closing:  # the window (and the dock's widgets) may be gone
             return
         self._busy(False)
+        outcome = self._outcome_of_worker or _Outcome(error=Cancelled())
+        self._outcome_of_worker = None
+        if outcome.error is None:
+            done(outcome.value)
+        elif isinstance(outcome.error, Cancelled):
+            if cancelled is not None:
+                cancelled()
+            else:
+                from napari.utils.notifications import show_info
+
+                self.say("Cancelled.")
+                show_info("Cancelled.")
+        else:
+            show_job_error(outcome.error, self.say, self.failure_prefix)
+            if failed is not None:
+                failed(outcome.error)
         if finished is not None:
             finished()
 
@@ -271,14 +285,14 @@ class _Run:
             self.idle.set()
 
 
-def show_job_error(error: BaseException, status=None, prefix: str = "Unexpected error") -> str:
+def show_job_error(error: BaseException, say=None, prefix: str = "Unexpected error") -> str:
     """One notification for a failed job: a LesionSegError's message as it is, anything else in one line."""
     from napari.utils.notifications import show_error
 
     from ..core.errors import LesionSegError
 
     text = str(error) if isinstance(error, LesionSegError) else f"{prefix}: {type(error).__name__}: {error}"
-    if status is not None:
-        status.setText(text)
+    if say is not None:
+        say(text)
     show_error(text)
     return text

@@ -27,7 +27,7 @@ def layer_axes(layer) -> str:
     n = layer.ndim
     axes = str(_entry(layer).get("axes") or "").replace("c", "")
     if len(axes) != n:
-        axes = ("t" * max(0, n - 3) + "zyx")[-n:] if n <= 3 else "t" * (n - 3) + "zyx"
+        axes = "zyx"[-n:] if n <= 3 else "t" * (n - 3) + "zyx"
     return axes + ("c" if getattr(layer, "rgb", False) else "")
 
 

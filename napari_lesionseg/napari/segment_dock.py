@@ -2,9 +2,11 @@
 
 The image layer becomes a `Scan` through `scan_adapter.scan_from_layer`, and the model runs through the core's
 `check_fit` / `predict_scan` — the functions `lesionseg predict` calls, so dock and CLI give the same mask and refuse
-the same images. Inference runs in the docks' one worker helper (`_worker.DockJobs`: progress in the dock and in
-napari's activity dialog, Cancel from either or from the status bar); the probabilities are kept, so the threshold slider
-only re-thresholds them into the existing Labels layer — it never runs the model again (cellpose-napari's lesson).
+the same images (a model made for another kind of image runs as with `--force`, the CLI's refusal said as a
+warning: picking the model in the dock is the user's choice). Inference runs in the docks' one worker helper
+(`_worker.DockJobs`: progress in the dock and in napari's activity dialog, Cancel from either or from the status
+bar). The probabilities are kept, so the threshold slider only re-thresholds them into the existing Labels layer —
+it never runs the model again (cellpose-napari's lesson).
 Once the mask has been painted on, slider moves no longer overwrite it unless the user asks.
 """
 
@@ -48,8 +50,6 @@ from .layer_utils import derived_layer_kwargs, layer_spacing, refuse_overwriting
 from .scan_adapter import scan_from_layer
 
 SCOPES = ("Current slice", "Whole volume", "Whole image / slide")
-FORCE_TEXT = "Run on a mismatching image"
-"""The dock's `lesionseg predict --force`: run a model of another modality, or a colour model on grayscale."""
 RULER_LAYER = "ruler"
 UNKNOWN_PIXEL_SIZE = "Pixel size unknown — sizes in pixels. State it below, or put two ruler points a known " \
                      "distance apart (e.g. on the depth scale)."
@@ -89,8 +89,9 @@ class SegmentJob:
     """The image as the core takes it (`scan_from_layer`), as `lesionseg predict` would have read it."""
     scope: str
     layer_name: str
-    force: bool = False
-    """Run although the model was made for another kind of image (`--force`)."""
+    force: bool = True
+    """Run although the model was made for another kind of image (`lesionseg predict --force`): choosing the model
+    in the dock is the user's choice, so a mismatch is said (the CLI's refusal, as a warning), not refused."""
     axis: int = 0
     indices: list[int] | None = None
     """Volumes: the slices to segment along `axis` (None: a 2D image or slide, segmented whole)."""
@@ -153,10 +154,6 @@ class SegmentDock(QWidget):
         form.addRow("", self.model_info)
         form.addRow("Device", self.device_combo)
         form.addRow("Scope", self.scope_combo)
-        self.force_check = QCheckBox(FORCE_TEXT)
-        self.force_check.setToolTip("Run a model made for another modality, or a colour (H&E) model on a grayscale "
-                                    "image (refused otherwise: the result would mean nothing)")
-        form.addRow("", self.force_check)
         lay.addLayout(form)
         self.model_combo.currentTextChanged.connect(self._show_model_info)
         self.image_combo.currentTextChanged.connect(self._default_scope)
@@ -583,21 +580,18 @@ class SegmentDock(QWidget):
     def _plan(self, layer: Image, card: ModelCard, scope: str, model: str = "", device: str = "cpu") -> SegmentJob:
         """Everything the worker needs, read on the GUI thread (layers must not be touched from the worker).
 
-        The fit rule is the core's `check_fit`, as in `lesionseg predict`: a mismatch is refused unless the user
-        ticks FORCE_TEXT (the CLI's --force)."""
-        from ..core.inference.run import ModelMismatch, check_fit  # torch loads on first use, not with the dock
+        The fit rule is the core's `check_fit`, as in `lesionseg predict`: what cannot work is refused here, with
+        the CLI's message; a model made for another kind of image runs as with `--force` (the user picked it), its
+        mismatch said as a warning by the worker, in the CLI's words."""
+        from ..core.inference.run import check_fit  # torch loads on first use, not with the dock
 
         if layer.ndim > 3:
             raise LesionSegError(f"{layer.name} has {layer.ndim} axes (several phases?). Segment one phase or a "
                                  "subtraction image (DCE dock).")
         scan = scan_from_layer(layer)
-        force = self.force_check.isChecked()
-        try:
-            check_fit(card, scan, force=force)  # its messages are said by the worker, once
-        except ModelMismatch as e:
-            raise LesionSegError(f"{e} Tick '{FORCE_TEXT}' to run it anyway.") from None
+        check_fit(card, scan, force=True)  # raises for what cannot work; its messages are said by the worker, once
         job = SegmentJob(card=card, model_name=model or card.name, device=device, scan=scan, scope=scope,
-                         layer_name=layer.name, force=force)
+                         layer_name=layer.name)
         if layer.ndim == 3:
             data = np.asarray(scan.data)
             if scope == "Current slice":
@@ -622,11 +616,12 @@ class SegmentDock(QWidget):
         candidates = [a - offset for a in range(self.viewer.dims.ndim) if a not in displayed and a - offset >= 0]
         return candidates[-1] if candidates else 0
 
-    def _predict(self, ctx, job: SegmentJob) -> SegmentOutput:
+    def _predict(self, job: SegmentJob) -> SegmentOutput:
         """Runs in the worker thread: the core's `predict_scan` (or its slice form), as `lesionseg predict`."""
         from ..core.inference.run import predict_scan, predict_scan_slices
 
         predictor = self._predictor(job.model_name, job.device)
+        ctx = self.jobs.context
         common = dict(progress=ctx.progress, cancelled=ctx.cancelled, force=job.force, notice=ctx.notice)
         if job.indices is not None:
             probs, stats = predict_scan_slices(predictor, job.scan, job.indices, axis=job.axis, stats=job.stats,

@@ -29,7 +29,8 @@ class FitReport:
 
 
 def fit_report(card, *, image_name: str, spatial_shape, rgb: bool, has_time: bool = False,
-               modality: str | None = None, modality_guessed: bool = False, slide: bool = False) -> FitReport:
+               modality: str | None = None, modality_guessed: bool = False,
+               slide: bool = False) -> FitReport:
     """The one rule for "may this model run on this image?", shared by `lesionseg predict` and the Segment dock.
 
     Raises LesionSegError for what cannot work at all: several phases, a 2.5D model on a 2D image, a colour model
