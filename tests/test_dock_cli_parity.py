@@ -186,5 +186,7 @@ def test_scan_from_layer_is_the_scan_the_cli_reads(tmp_path):
             np.testing.assert_allclose(scan.geometry.nifti_affine, cli.geometry.nifti_affine)
     console = scan_from_layer(Image(np.zeros((5, 20, 30), np.float32), scale=(3.0, 0.5, 0.5), name="console"))
     assert console.axes == "zyx" and console.geometry.spacing == (3.0, 0.5, 0.5) and console.modality == ""
+    assert console.geometry.spacing_known
     rgb = scan_from_layer(Image(np.zeros((20, 30, 3), np.uint8), rgb=True, name="he"))
     assert rgb.axes == "yxc" and rgb.rgb and rgb.spatial_shape == (20, 30)
+    assert not rgb.geometry.spacing_known, "a scale of 1 is one pixel, not 1 mm"

@@ -33,12 +33,16 @@ def layer_axes(layer) -> str:
 
 def layer_geometry_or_default(layer) -> "Geometry":  # noqa: F821 - core.geometry.Geometry
     """The Geometry this plugin's reader stored (with any pixel size the user stated since), else one from the
-    layer's napari scale (a layer made in the console or by another plugin). Spatial axes only."""
+    layer's napari scale (a layer made in the console or by another plugin; a scale of all 1 is one pixel, not 1 mm,
+    as in `layer_utils.layer_spacing`). Spatial axes only."""
     spatial = [a for a in layer_axes(layer) if a in "zyx"]
     geometry = geometry_from_metadata(getattr(layer, "metadata", None), ndim=len(spatial))
     if geometry is not None:
         return geometry
-    return default_geometry(tuple(range(len(spatial))), tuple(float(s) for s in layer.scale[-len(spatial):]))
+    scale = tuple(float(s) for s in layer.scale[-len(spatial):])
+    geometry = default_geometry(scale, scale)
+    geometry.extra["spacing_known"] = not all(s == 1.0 for s in scale)  # all 1: one pixel, not 1 mm (layer_spacing)
+    return geometry
 
 
 def scan_from_layer(layer) -> Scan:
