@@ -29,7 +29,8 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import LesionSegError
 from ._worker import DockJobs
-from .layer_utils import derived_layer_kwargs, layer_spacing
+from .layer_utils import derived_layer_kwargs
+from .scan_adapter import scan_from_layer
 from .layer_combo import LayerCombo
 
 LINE_METHODS = {"auto (learned in 2D, 3D random walker)": "auto", "learned (line-prompted U-Net)": "learned",
@@ -186,7 +187,8 @@ class AnnotateWidget(QWidget):
         if image is None:
             raise LesionSegError("Choose the image the annotations were drawn on.")
         data, nd = image_array(image)
-        spacing = layer_spacing(image, nd)[0]
+        scan = scan_from_layer(image)  # the core's input, as `lesionseg lines-to-masks` reads it
+        spacing = tuple(scan.geometry.spacing)
         point = tuple(self.viewer.dims.point)
         shape = data.shape[:nd] if not image.rgb else data.shape[:-1]
         if isinstance(ann, Shapes):
@@ -195,7 +197,7 @@ class AnnotateWidget(QWidget):
             shapes = [ann_core.Shape(i, t, to_image_voxels(v, ann, image, nd, point))
                       for i, (v, t) in enumerate(zip(ann.data, ann.shape_type))]
             method = LINE_METHODS[self.method_combo.currentText()]
-            modality = (image.metadata.get("lesionseg", {}) or {}).get("modality")
+            modality = scan.modality or None
 
             def job(progress, cancelled):  # lines and rectangles (box prompts)
                 return prompts.shapes_to_labels(data, shapes, spacing=spacing, method=method, rgb=image.rgb,
