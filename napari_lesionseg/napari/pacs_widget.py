@@ -178,5 +178,11 @@ class PacsWidget(Container):
         self.status.value = f"Stored SEG {seg.SOPInstanceUID}."
 
     def _run(self, work, done) -> None:
+        """One request at a time: a click while the PACS has not answered yet is said, not queued."""
+        from napari.utils.notifications import show_info
+
+        if self.jobs.running():
+            show_info("Still waiting for the PACS to answer the last request; try again when it has.")
+            return
         self.status.value = "Talking to the PACS…"
         self.jobs.start(work, desc="PACS request", done=done)
