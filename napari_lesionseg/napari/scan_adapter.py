@@ -13,6 +13,7 @@ import numpy as np
 from ..core.errors import LesionSegError
 from ..core.geometry import METADATA_KEY, default_geometry, geometry_from_metadata
 from ..core.io.scan import Scan
+from .layer_utils import layer_spacing  # the one rule for "is this layer's pixel size known?"
 
 
 def _entry(layer) -> dict:
@@ -35,13 +36,13 @@ def layer_geometry_or_default(layer) -> "Geometry":  # noqa: F821 - core.geometr
     """The Geometry this plugin's reader stored (with any pixel size the user stated since), else one from the
     layer's napari scale (a layer made in the console or by another plugin; a scale of all 1 is one pixel, not 1 mm,
     as in `layer_utils.layer_spacing`). Spatial axes only."""
-    spatial = [a for a in layer_axes(layer) if a in "zyx"]
-    geometry = geometry_from_metadata(getattr(layer, "metadata", None), ndim=len(spatial))
+    n = sum(a in "zyx" for a in layer_axes(layer))
+    geometry = geometry_from_metadata(getattr(layer, "metadata", None), ndim=n)
     if geometry is not None:
         return geometry
-    scale = tuple(float(s) for s in layer.scale[-len(spatial):])
-    geometry = default_geometry(scale, scale)
-    geometry.extra["spacing_known"] = not all(s == 1.0 for s in scale)  # all 1: one pixel, not 1 mm (layer_spacing)
+    spacing, known = layer_spacing(layer, n)
+    geometry = default_geometry(spacing, spacing)
+    geometry.extra["spacing_known"] = known
     return geometry
 
 
