@@ -182,6 +182,10 @@ class SegmentDock(QWidget):
         self.status.setWordWrap(True)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
+        from .image_gate_row import ImageGateRow
+
+        self.image_gate = ImageGateRow()  # class probabilities of the last image, and the gate's on/off
+        lay.addWidget(self.image_gate)
         self.segment_btn.clicked.connect(self.segment)
         self.cancel_btn.clicked.connect(self.cancel)
 
@@ -508,6 +512,7 @@ class SegmentDock(QWidget):
             card = self.registry.get(name) if name else None
         except LesionSegError:
             card = None
+        self.image_gate.set_model(card)
         if card is None:
             self.model_info.setText("No model available." if not name else "")
             return
@@ -629,7 +634,7 @@ class SegmentDock(QWidget):
                 show_warning(non_finite)
         job = {"card": card, "data": data, "ndim": spatial_ndim, "scope": scope, "layer": layer.name,
                "lazy": multiscale or not isinstance(data, np.ndarray), "spacing": tuple(layer.scale[-2:]),
-               "overview": None}
+               "overview": None, "gate": self.image_gate.enabled()}
         if multiscale:
             from ..core.inference.tiles import pick_overview
 
@@ -686,7 +691,17 @@ class SegmentDock(QWidget):
         # Slides stay lazy: tiles are read one batch at a time; large results land in a zarr store on disk.
         probs = predictor.predict_image(data if job["lazy"] else np.asarray(data), progress=progress,
                                         cancelled=cancelled, spacing=job["spacing"], overview=job["overview"])
-        return {"probs": probs}
+        return self._gated(job, probs)
+
+    @staticmethod
+    def _gated(job: dict, probs) -> dict:
+        """A 2D image's probabilities through the model's image gate (core.inference.gate, as `lesionseg predict`)."""
+        from ..core.inference.gate import gate_applies, gate_probabilities
+
+        if not job.get("gate") or not gate_applies(job["card"], job["ndim"], lazy=job["lazy"]):
+            return {"probs": probs}
+        probs, result = gate_probabilities(job["card"], np.asarray(job["data"]), probs)
+        return {"probs": probs, "gate": result}
 
     def _on_progress(self, done: int, total: int) -> None:
         if self._guard.closing:
@@ -761,6 +776,7 @@ class SegmentDock(QWidget):
             seg = self._new_result(layer, card, probs)
             self.result = seg
             self.rethreshold(force=True)
+            self.image_gate.show_result(out.get("gate"))
             self.status.setText(f"Segmented with {card.name}. Move the threshold, correct with the label tools, "
                                 "then Export.")
         self.viewer.layers.selection.active = self.result.labels_layer

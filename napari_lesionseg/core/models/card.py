@@ -12,9 +12,11 @@ from pathlib import Path
 from ..errors import LesionSegError
 
 MODALITIES = ("ultrasound", "mammography", "histology", "mri")
-KINDS = ("segmentation", "prompt")
+KINDS = ("segmentation", "prompt", "classifier")
 """'segmentation': a whole-image model (the Segment dock's list, `lesionseg predict`); 'prompt': a network that
-segments the lesion a line, box or click points at (`core/annotations/`), modality 'any' when trained on all."""
+segments the lesion a line, box or click points at (`core/annotations/`), modality 'any' when trained on all;
+'classifier': one label per image (`classifier.py`; `classes` are its labels, e.g. normal/benign/malignant), used
+as a segmentation card's `gate`."""
 
 
 @dataclass
@@ -53,6 +55,10 @@ class ModelCard:
     1: a single network."""
     weight_storage: str = "fp16"
     """How the safetensors hold the weights: 'fp16', or 'int8' (per-output-channel, for ensembles under 15 MB)."""
+    gate: dict | None = None
+    """Segmentation cards only: an image classifier that decides whether there is a lesion at all
+    (`core/inference/gate.py`): {"classifier": name, "suppress_class": "normal", "threshold": t}: the mask is
+    emptied when P(suppress_class) > t. None: no gate."""
     training_data: str = ""
     metrics: dict = field(default_factory=dict)
     parent: str | None = None
