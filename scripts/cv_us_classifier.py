@@ -15,7 +15,6 @@ import argparse
 import csv
 import json
 import math
-import shutil
 import sys
 from pathlib import Path
 
@@ -126,7 +125,13 @@ def publish(r: dict, cv: dict, t: float, out: Path, dest: Path) -> Path:
 
     card.date = date.today().isoformat()
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(out / "all" / "weights.safetensors", dest / card.weights)
+    from napari_lesionseg.core.models.build import load_state, save_weights
+    from napari_lesionseg.core.models.classifier import build_classifier
+
+    net = build_classifier(card)  # int8 per output channel: 3.5 MB instead of 6.7 (the wheel's 60 MB limit)
+    net.load_state_dict(load_state(out / "all" / "weights.safetensors"))
+    card.weight_storage = "int8"
+    save_weights(net, dest / card.weights, int8=True)
     return write_text_atomic(dest / f"{card.name}.json", card.to_json() + "\n")
 
 

