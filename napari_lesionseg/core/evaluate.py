@@ -274,8 +274,9 @@ def _describe(s: dict) -> str:
                      f"({s['fp_images'] / s['n_lesion_free']:.0%})")
     if s.get("gate"):
         g = s["gate"]
-        parts.append(f"image gate emptied {g['suppressed_lesion_free']} of {s.get('n_lesion_free', 0)} lesion-free "
-                     f"and {g['suppressed_lesion']} of {s.get('n_lesion', 0)} lesion image(s)")
+        said = [f"{g['suppressed_lesion_free']} of {s['n_lesion_free']} lesion-free"] if s.get("n_lesion_free") else []
+        said += [f"{g['suppressed_lesion']} of {s['n_lesion']} lesion"] if s.get("n_lesion") else []
+        parts.append(f"image gate emptied {' and '.join(said)} image(s)")
     return "; ".join(parts) or "nothing measured"
 
 
