@@ -79,3 +79,42 @@ def tiny_model(kind: str, cache_dir: Path, install_into: Path | None = None) -> 
     for p in (card, card.with_suffix(".safetensors")):
         shutil.copy2(p, install_into / p.name)
     return install_into / card.name
+
+
+
+def constant_classifier(out_dir: Path, p_normal: float) -> Path:
+    """A classifier card whose network says P(normal) = p_normal for every image (last layer zero, its bias the
+    log-probabilities): for tests of the gate's wiring, where what matters is what the classifier says, not how
+    well. (`test_image_gate.py` checks the shipped classifier on real images.)"""
+    import torch
+
+    from napari_lesionseg.core.models.build import save_weights
+    from napari_lesionseg.core.models.card import ClassInfo, ModelCard
+    from napari_lesionseg.core.models.classifier import build_classifier
+
+    card = ModelCard(name="const-class", modality="ultrasound", kind="classifier", architecture="classifier",
+                     encoder="efficientnet_lite0", decoder_channels=[], patch_size=[64, 64], tta=["hflip"],
+                     classes=[ClassInfo("normal"), ClassInfo("benign"), ClassInfo("malignant")])
+    net = build_classifier(card)
+    with torch.no_grad():
+        net.classifier.weight.zero_()
+        rest = (1 - p_normal) / 2
+        net.classifier.bias.copy_(torch.log(torch.tensor([p_normal, rest, rest])))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    card.weights = "const-class.safetensors"
+    save_weights(net, out_dir / card.weights, half=False)
+    (out_dir / "const-class.json").write_text(card.to_json())
+    return out_dir / "const-class.json"
+
+
+def tiny_gated_model(cache_dir: Path, install_into: Path, p_normal: float, threshold: float = 0.5) -> Path:
+    """The tiny 2D segmentation model gated by a constant classifier (P(normal) = p_normal), both in
+    `install_into`; returns the segmentation card's path."""
+    import json
+
+    seg = tiny_model("gray2d", cache_dir, install_into=install_into)
+    constant_classifier(install_into, p_normal)
+    d = json.loads(seg.read_text())
+    d["gate"] = {"classifier": "const-class", "suppress_class": "normal", "threshold": threshold}
+    seg.write_text(json.dumps(d))
+    return seg

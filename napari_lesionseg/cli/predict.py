@@ -37,6 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="run even when the model is for another modality, or for colour (H&E) images and the input "
                         "is grayscale (refused otherwise: the result would mean nothing)")
+    p.add_argument("--no-gate", action="store_true",
+                   help="keep every mask: do not let the model's image classifier (e.g. ultrasound-class) empty "
+                        "the mask of an image it calls normal")
     add_series_option(p)  # with --dicomweb: the series' UID (needed when the study has several)
     from .pacs_args import add_pacs_arguments
 
@@ -75,13 +78,14 @@ def seg_options(card, edited: bool = False) -> dict:
 
 
 def predict_file(predictor, src: Path, out: Path, prob_out: Path | None, threshold: float | None,
-                 progress=None, pre: Path | None = None, series: str | None = None, force: bool = False) -> Path:
+                 progress=None, pre: Path | None = None, series: str | None = None, force: bool = False,
+                 gate: bool = True, on_gate=None) -> Path:
     from ..core.inference.run import ModelMismatch, segment_file
     from ..core.io import write_mask, write_probabilities
 
     try:
         scan, probs, mask = segment_file(predictor, src, threshold, pre=pre, progress=progress, series=series,
-                                         force=force, notice=warn)
+                                         force=force, notice=warn, gate=gate, on_gate=on_gate)
     except ModelMismatch as e:
         raise LesionSegError(f"{e} Pass --force to run it anyway.") from None
     write_mask(mask, scan.geometry, out, source_path=src, seg=seg_options(predictor.card))
@@ -132,7 +136,8 @@ def run(args) -> int:
     if not is_cohort:
         out = predict_file(predictor, src, Path(args.output),
                            Path(args.probabilities) if args.probabilities else None, args.threshold, pre=pre,
-                           series=args.series, force=args.force)
+                           series=args.series, force=args.force, gate=not getattr(args, "no_gate", False),
+                           on_gate=lambda g: print(f"image classes ({g.classifier}): {g.summary()}"))
         print(f"wrote {out}")
         return 0
     return _run_cohort(predictor, src, files, Path(args.output), args)
@@ -166,7 +171,8 @@ def check_paths(args, src: Path, pre: Path | None, files: list[Path]) -> None:
     check_outputs(inputs, {"--output": args.output, "--probabilities": args.probabilities},
                   folders=("--output", "--probabilities"), distinct_outputs=False)  # one folder may take both
     names = [_output_name(f, args.output_format) for f in files]
-    check_no_overlap(inputs, {"--output": [Path(args.output) / n for n in names]}, distinct_outputs=False)
+    outputs = [Path(args.output) / n for n in names] + [Path(args.output) / CLASSES_CSV]
+    check_no_overlap(inputs, {"--output": outputs}, distinct_outputs=False)
     if args.probabilities:
         check_no_overlap(inputs, {"--probabilities": [Path(args.probabilities) / _prob_name(n) for n in names]},
                          distinct_outputs=False)
@@ -217,6 +223,26 @@ def _is_dicom_series(folder: Path) -> bool:
                                    for p in others)
 
 
+CLASSES_CSV = "classes.csv"
+"""Per-image class probabilities of the gate's classifier, in a cohort's output folder."""
+
+
+def write_classes_csv(classes: dict, path: Path) -> Path:
+    """file, p_<class>…, suppressed: one row per image the gate's classifier saw (atomic write)."""
+    import csv
+
+    from ..core.io.atomic import atomic_path
+
+    names = list(next(iter(classes.values())).probabilities)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["file"] + [f"p_{c}" for c in names] + ["suppressed"])
+            for file, g in classes.items():
+                w.writerow([file] + [f"{g.probabilities[c]:.4f}" for c in names] + [int(g.suppressed)])
+    return path
+
+
 def _run_cohort(predictor, src: Path, files: list[Path], out_dir: Path, args) -> int:
     from tqdm import tqdm
 
@@ -230,19 +256,26 @@ def _run_cohort(predictor, src: Path, files: list[Path], out_dir: Path, args) ->
     if prob_dir:
         prob_dir.mkdir(parents=True, exist_ok=True)
     failures = []
+    classes = {}  # file name → GateResult, for classes.csv
     for f in tqdm(mine, desc=f"segmenting (rank {rank}/{world})" if world > 1 else "segmenting", unit="scan",
                   file=sys.stderr):
         name = _output_name(f, args.output_format)
         try:
             predict_file(predictor, f, out_dir / name,
                          prob_dir / _prob_name(name) if prob_dir else None, args.threshold,
-                         series=args.series, force=args.force)
+                         series=args.series, force=args.force, gate=not getattr(args, "no_gate", False),
+                         on_gate=lambda g, name=f.name: classes.__setitem__(name, g))
         except LesionSegError as e:
             failures.append((f.name, str(e)))
         except Exception as e:  # noqa: BLE001 - one bad file must not stop a cohort
             failures.append((f.name, f"{type(e).__name__}: {e}"))
     done = len(mine) - len(failures)
     print(f"{done} of {len(mine)} scans segmented into {out_dir}")
+    if classes:
+        table = write_classes_csv(classes, out_dir / (f"classes_rank{rank}.csv" if world > 1 else CLASSES_CSV))
+        n = sum(g.suppressed for g in classes.values())
+        print(f"image classes: {table} ({n} of {len(classes)} image(s) called "
+              f"{next(iter(classes.values())).suppress_class}: mask suppressed)")
     if failures:
         report = out_dir / (f"errors_rank{rank}.txt" if world > 1 else "errors.txt")
         write_text_atomic(report, "".join(f"{n}\t{msg}\n" for n, msg in failures))

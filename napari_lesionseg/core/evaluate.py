@@ -47,6 +47,10 @@ class CaseResult:
     image: str = ""
     mask: str = ""
     error: str = ""
+    image_classes: str = ""
+    """What the model's gate classifier said ('normal=0.93;benign=0.05;malignant=0.02'); '' without a gate."""
+    suppressed: bool | None = None
+    """The gate emptied this image's mask (None: no gate ran)."""
 
     def row(self) -> dict:
         return asdict(self)
@@ -151,14 +155,19 @@ def read_truth(path: Path) -> np.ndarray:
 # -- running a model on a folder --------------------------------------------------------------------------------
 
 def evaluate_pair(predictor, name: str, image: Path, mask: Path, threshold: float | None = None,
-                  series: str | None = None) -> CaseResult:
-    """One case through `lesionseg predict`'s path; a problem with this case becomes its `error`, not an exception
-    (one bad file must not stop a cohort)."""
+                  series: str | None = None, gate: bool = True) -> CaseResult:
+    """One case through `lesionseg predict`'s path (with its image gate unless `gate` is False); a problem with
+    this case becomes its `error`, not an exception (one bad file must not stop a cohort)."""
     from .inference.run import segment_file
 
+    said = []
     try:
-        _scan, _probs, predicted = segment_file(predictor, image, threshold, series=series)
+        _scan, _probs, predicted = segment_file(predictor, image, threshold, series=series, gate=gate,
+                                                on_gate=said.append)
         r = case_metrics(predicted, read_truth(mask), name)
+        if said:
+            r.image_classes = ";".join(f"{k}={v:.4f}" for k, v in said[0].probabilities.items())
+            r.suppressed = said[0].suppressed
     except LesionSegError as e:
         r = CaseResult(name=name, cls=class_of(name), error=str(e))
     except Exception as e:  # noqa: BLE001 - reported in the CSV, the run goes on
@@ -179,9 +188,10 @@ class Evaluation:
 def evaluate_folder(model, images: str | Path, masks: str | Path, threshold: float | None = None,
                     device: str = "auto", series: str | None = None,
                     progress: Callable[[int, int, str], None] | None = None, predictor=None,
-                    only: Callable[[str], bool] | None = None) -> Evaluation:
+                    only: Callable[[str], bool] | None = None, gate: bool = True) -> Evaluation:
     """Run `model` (a name, a card path or a ModelCard) on every paired image and measure it against its mask;
-    `only(case_name)` keeps a subset (e.g. one kind of image of a data set)."""
+    `only(case_name)` keeps a subset (e.g. one kind of image of a data set); `gate=False` measures the raw masks
+    of a model whose card has an image gate."""
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise LesionSegError(f"The threshold must lie between 0 and 1 (got {threshold}).")
     pairing = pair_files(images, masks)
@@ -198,7 +208,7 @@ def evaluate_folder(model, images: str | Path, masks: str | Path, threshold: flo
         predictor = Predictor(card, device=device)
     results = []
     for i, (name, img, msk) in enumerate(pairing.pairs):
-        results.append(evaluate_pair(predictor, name, img, msk, threshold, series))
+        results.append(evaluate_pair(predictor, name, img, msk, threshold, series, gate))
         if progress is not None:
             progress(i + 1, len(pairing.pairs), name)
     return Evaluation(predictor.card.name, results, summarise(results), pairing.images_without_mask,
@@ -234,6 +244,11 @@ def _group_summary(cases: list[CaseResult]) -> dict:
                    misses=sum(c.missed for c in lesion), hits=sum(c.hit for c in lesion))
     if normal:
         out["fp_images"] = sum(c.false_positive for c in normal)
+    gated = [c for c in ok if c.suppressed is not None]
+    if gated:  # what the image gate did: lesion-free images it emptied, lesions it wrongly emptied
+        out["gate"] = {"n_checked": len(gated),
+                       "suppressed_lesion_free": sum(bool(c.suppressed) for c in gated if not c.has_lesion),
+                       "suppressed_lesion": sum(bool(c.suppressed) for c in gated if c.has_lesion)}
     return out
 
 
@@ -255,7 +270,13 @@ def _describe(s: dict) -> str:
                      f"10th percentile {s['p10_dice']:.3f}) on {s['n_lesion']} lesion case(s), "
                      f"{s['misses']} missed (Dice < {MISS_DICE:g}), {s['hits']} touched")
     if s.get("n_lesion_free"):
-        parts.append(f"{s['fp_images']} of {s['n_lesion_free']} lesion-free image(s) with a false lesion")
+        parts.append(f"{s['fp_images']} of {s['n_lesion_free']} lesion-free image(s) with a false lesion "
+                     f"({s['fp_images'] / s['n_lesion_free']:.0%})")
+    if s.get("gate"):
+        g = s["gate"]
+        said = [f"{g['suppressed_lesion_free']} of {s['n_lesion_free']} lesion-free"] if s.get("n_lesion_free") else []
+        said += [f"{g['suppressed_lesion']} of {s['n_lesion']} lesion"] if s.get("n_lesion") else []
+        parts.append(f"image gate emptied {' and '.join(said)} image(s)")
     return "; ".join(parts) or "nothing measured"
 
 
@@ -283,8 +304,9 @@ def write_csv(cases: list[CaseResult], path: str | Path) -> Path:
                 row = c.row()
                 for k in ("dice", "iou"):
                     row[k] = "" if row[k] is None else f"{row[k]:.4f}"
-                if row["has_lesion"] is None:
-                    row["has_lesion"] = ""
+                for k in ("has_lesion", "suppressed"):
+                    if row[k] is None:
+                        row[k] = ""
                 w.writerow(row)
     return Path(path)
 

@@ -99,6 +99,8 @@ class SegmentJob:
     """An earlier run on this volume with this model, whose layers the new slices fill."""
     stats: tuple | None = None
     """That run's normalisation statistics, so every slice of one volume is normalised alike."""
+    gate: bool = True
+    """Let the model's image classifier empty the mask of a 2D image it calls lesion-free (`core.inference.gate`)."""
 
 
 @dataclass
@@ -108,6 +110,8 @@ class SegmentOutput:
     probs: object = None
     slices: np.ndarray | None = None
     stats: tuple | None = None
+    gate: object = None
+    """The image gate's `GateResult` (class probabilities, suppressed or not), when the gate ran."""
 
 
 class SegmentDock(QWidget):
@@ -174,6 +178,10 @@ class SegmentDock(QWidget):
         self.status.setWordWrap(True)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
+        from .image_gate_row import ImageGateRow
+
+        self.image_gate = ImageGateRow()  # class probabilities of the last image, and the gate's on/off
+        lay.addWidget(self.image_gate)
         self.segment_btn.clicked.connect(self.segment)
 
         box = QGroupBox("Mask")
@@ -499,6 +507,7 @@ class SegmentDock(QWidget):
             card = self.registry.get(name) if name else None
         except LesionSegError:
             card = None
+        self.image_gate.set_model(card)
         if card is None:
             self.model_info.setText("No model available." if not name else "")
             return
@@ -591,7 +600,7 @@ class SegmentDock(QWidget):
         scan = scan_from_layer(layer)
         check_fit(card, scan, force=True)  # raises for what cannot work; its messages are said by the worker, once
         job = SegmentJob(card=card, model_name=model or card.name, device=device, scan=scan, scope=scope,
-                         layer_name=layer.name)
+                         layer_name=layer.name, gate=self.image_gate.enabled())
         if layer.ndim == 3:
             data = np.asarray(scan.data)
             if scope == "Current slice":
@@ -628,7 +637,9 @@ class SegmentDock(QWidget):
                                                **common)
             return SegmentOutput(slices=probs, stats=stats)
         # Slides stay lazy: tiles are read one batch at a time; large results land in a zarr store on disk.
-        return SegmentOutput(probs=predict_scan(predictor, job.scan, **common))
+        said = []
+        probs = predict_scan(predictor, job.scan, gate=job.gate, on_gate=said.append, **common)
+        return SegmentOutput(probs=probs, gate=said[0] if said else None)
 
     def cancel(self) -> None:
         self.jobs.cancel()
@@ -645,9 +656,11 @@ class SegmentDock(QWidget):
         layer = _unwrap(self.viewer.layers[job.layer_name])
         if job.indices is not None:
             self._fill_slices(layer, job, out)
+            self.image_gate.show_result(None)  # the gate judges whole 2D images only
         else:
             self.result = self._new_result(layer, card, out.probs)
             self.rethreshold(force=True)
+            self.image_gate.show_result(out.gate)
             self.status.setText(f"Segmented with {card.name}. Move the threshold, correct with the label tools, "
                                 "then Export.")
         self.viewer.layers.selection.active = self.result.labels_layer

@@ -97,11 +97,13 @@ def _checked_data(predictor: Predictor, scan, force: bool, say):
 
 
 def predict_scan(predictor: Predictor, scan, progress=None, cancelled=None, force: bool = False,
-                 notice=None) -> np.ndarray:
+                 notice=None, gate: bool = True, on_gate=None) -> np.ndarray:
     """Probabilities for a whole scan, in the scan's spatial shape (multi-class: a leading class axis).
 
     force: run a model of another modality / colour model on grayscale anyway (see `fit_report`).
     notice(str): told about forced mismatches, notes, and NaN/Inf voxels treated as background.
+    gate: on a 2D image, let the card's image classifier empty the probabilities when it sees no lesion
+    (`gate.py`); on_gate(GateResult) is told what it said.
     """
     data = _checked_data(predictor, scan, force, notice or (lambda message: None))
     spatial = [a for a in scan.axes if a in "zyx"]
@@ -112,8 +114,15 @@ def predict_scan(predictor: Predictor, scan, progress=None, cancelled=None, forc
         from .tiles import pick_overview
 
         overview = pick_overview(scan.data)
-    return predictor.predict_image(data, progress=progress, cancelled=cancelled,
-                                   spacing=tuple(scan.geometry.spacing[-2:]), overview=overview)
+    probs = predictor.predict_image(data, progress=progress, cancelled=cancelled,
+                                    spacing=tuple(scan.geometry.spacing[-2:]), overview=overview)
+    from .gate import gate_applies, gate_probabilities
+
+    if gate and gate_applies(predictor.card, len(spatial), lazy=scan.multiscale):
+        probs, result = gate_probabilities(predictor.card, np.asarray(data), probs)
+        if on_gate is not None and result is not None:
+            on_gate(result)
+    return probs
 
 
 def predict_scan_slices(predictor: Predictor, scan, indices, axis: int = 0, stats=None, progress=None,
@@ -142,16 +151,17 @@ def read_one_scan(src, series: str | None = None, notice=None):
 
 
 def segment_file(predictor: Predictor, src, threshold: float | None = None, pre=None, progress=None,
-                 series: str | None = None, force: bool = False, notice=None):
+                 series: str | None = None, force: bool = False, notice=None, gate: bool = True, on_gate=None):
     """What `lesionseg predict` does to one file, kept in one place so `lesionseg evaluate` measures exactly it:
-    read the scan (optionally minus a pre-contrast scan), check the model fits it, predict, threshold.
-    Returns (scan, probs, mask)."""
+    read the scan (optionally minus a pre-contrast scan), check the model fits it, predict (and gate: see
+    `predict_scan`), threshold. Returns (scan, probs, mask)."""
     scan = read_one_scan(src, series, notice)
     if pre is not None:
         from ..io.dce import subtraction
 
         scan = subtraction(scan, read_one_scan(pre, series, notice))  # checks the two phases share one grid
-    probs = predict_scan(predictor, scan, progress=progress, force=force, notice=notice)
+    probs = predict_scan(predictor, scan, progress=progress, force=force, notice=notice, gate=gate,
+                         on_gate=on_gate)
     return scan, probs, mask_from_probs(probs, predictor.card, threshold)
 
 

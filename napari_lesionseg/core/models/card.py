@@ -12,9 +12,11 @@ from pathlib import Path
 from ..errors import LesionSegError
 
 MODALITIES = ("ultrasound", "mammography", "histology", "mri")
-KINDS = ("segmentation", "prompt")
+KINDS = ("segmentation", "prompt", "classifier")
 """'segmentation': a whole-image model (the Segment dock's list, `lesionseg predict`); 'prompt': a network that
-segments the lesion a line, box or click points at (`core/annotations/`), modality 'any' when trained on all."""
+segments the lesion a line, box or click points at (`core/annotations/`), modality 'any' when trained on all;
+'classifier': one label per image (`classifier.py`; `classes` are its labels, e.g. normal/benign/malignant), used
+as a segmentation card's `gate`."""
 
 
 @dataclass
@@ -53,6 +55,10 @@ class ModelCard:
     1: a single network."""
     weight_storage: str = "fp16"
     """How the safetensors hold the weights: 'fp16', or 'int8' (per-output-channel, for ensembles under 15 MB)."""
+    gate: dict | None = None
+    """Segmentation cards only: an image classifier that decides whether there is a lesion at all
+    (`core/inference/gate.py`): {"classifier": name, "suppress_class": "normal", "threshold": t}: the mask is
+    emptied when P(suppress_class) > t. None: no gate."""
     training_data: str = ""
     metrics: dict = field(default_factory=dict)
     parent: str | None = None
@@ -82,7 +88,9 @@ class ModelCard:
         """The one figure to show a user (Segment dock, `lesionseg models`, README): measured on data that chose
         nothing about the model (`metrics["external"]`, written from `lesionseg evaluate`), with its n; else
         cross-validated figures (`metrics["cross_validated"]`); else the validation Dice named for what it is: the
-        split that chose the epoch, so optimistic."""
+        split that chose the epoch, so optimistic. A classifier: its cross-validated figures."""
+        if self.kind == "classifier":
+            return self._classifier_headline()
         external = self.metrics.get("external") or {}
         if isinstance(external, dict) and external:
             block = next(iter(external.values()))
@@ -105,6 +113,15 @@ class ModelCard:
         if isinstance(metric, (int, float)):
             return f"validation Dice {metric:.2f} (on the split that chose the epoch: optimistic)"
         return "no independent validation"
+
+    def _classifier_headline(self) -> str:
+        """'held-out folds: accuracy 0.85 ± 0.03, macro F1 …, normal images recognised …, lesions suppressed …'."""
+        s = (self.metrics.get("cross_validated_5fold_by_group") or {}).get("summary") or {}
+        names = (("accuracy", "accuracy"), ("macro_f1", "macro F1"), ("auc_benign_malignant", "benign/malignant AUC"),
+                 ("normal_recall_gate", "normal images gated"), ("lesion_suppressed", "lesion images gated"))
+        parts = [f"{label} {s[k]['mean']:.2f} ± {s[k]['sd']:.2f}" for k, label in names
+                 if isinstance(s.get(k), dict) and isinstance(s[k].get("mean"), (int, float))]
+        return "held-out folds: " + ", ".join(parts) if parts else "no independent validation"
 
     @property
     def multiclass(self) -> bool:
