@@ -62,7 +62,8 @@ def test_gate_empties_the_mask_only_when_the_classifier_says_normal(tmp_path, tm
     said = []
     _scan, probs, mask = segment_file(predictor, src, on_gate=said.append)
     _scan, raw_probs, raw_mask = segment_file(predictor, src, gate=False, on_gate=said.append)
-    assert len(said) == 1 and said[0].suppressed is suppressed  # the gate off: the classifier is not asked
+    assert len(said) == 2 and said[0].suppressed is suppressed
+    assert said[1].suppressed is False and said[1].no_lesion is suppressed  # gate off: it reports, it does not empty
     assert said[0].probabilities["normal"] == pytest.approx(p_normal, abs=1e-4)
     assert raw_mask.any()  # the tiny model finds the blob
     if suppressed:
@@ -85,7 +86,9 @@ def test_predict_cohort_writes_classes_csv(tmp_path, tmp_path_factory):
     raw = tmp_path / "raw"
     assert main(["predict", "--model", str(seg), "--input", str(tmp_path / "data" / "images"),
                  "--output", str(raw), "--no-gate"]) == 0
-    assert iio.imread(raw / "case0_mask.png").any() and not (raw / "classes.csv").exists()
+    assert iio.imread(raw / "case0_mask.png").any()
+    rows = list(csv.DictReader(open(raw / "classes.csv")))  # the probabilities are reported with the gate off too
+    assert all(float(r["p_normal"]) == pytest.approx(0.9, abs=1e-3) and r["suppressed"] == "0" for r in rows)
 
 
 def test_evaluate_counts_what_the_gate_did(tmp_path, tmp_path_factory, capsys):
@@ -105,7 +108,9 @@ def test_evaluate_counts_what_the_gate_did(tmp_path, tmp_path_factory, capsys):
     assert rows["free"]["suppressed"] == "True" and rows["case0"]["image_classes"].startswith("normal=0.9")
     assert main(["evaluate", "--model", str(seg), "--images", str(tmp_path / "data" / "images"),
                  "--masks", str(tmp_path / "data" / "masks"), "--no-gate"]) == 0
-    assert "image gate" not in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "image gate emptied" not in said
+    assert "the image gate (off; --gate turns it on) would empty 1 of 1 lesion-free and 2 of 2 lesion image(s)" in said
 
 
 def test_segment_dock_shows_the_class_probabilities(make_napari_viewer, qtbot, tmp_path, tmp_path_factory,
@@ -129,7 +134,8 @@ def test_segment_dock_shows_the_class_probabilities(make_napari_viewer, qtbot, t
     dock.image_gate.checkbox.setChecked(False)  # the raw mask, on request
     dock.segment()
     qtbot.waitUntil(lambda: dock._worker is None, timeout=60000)
-    assert np.asarray(dock.result.labels_layer.data).any() and dock.image_gate.label.text() == ""
+    assert np.asarray(dock.result.labels_layer.data).any()
+    assert "normal 0.90" in dock.image_gate.label.text() and "gate off: mask kept" in dock.image_gate.label.text()
 
 
 # -- the shipped classifier on real images -------------------------------------------------------------------
@@ -154,3 +160,24 @@ def test_shipped_gate_suppresses_a_normal_busi_image_and_keeps_lesions(tmp_path)
                 shared_path("ultrasound", "breast_lesions_usg", "images", "10013.png")):  # another hospital
         result = classify(card, iio.imread(src))
         assert not result.suppressed, (src.name, result.summary())
+
+
+def test_shipped_ultrasound_gate_is_off_by_default_and_still_reports(tmp_path):
+    """Held out, the gate emptied more real lesions than it cleaned normal images (the card's why_off_by_default):
+    `lesionseg predict` keeps the mask unless --gate, and says what the classifier saw either way."""
+    _shipped_or_skip()
+    normal = shared_path("ultrasound", "busi", "images", "normal_004.png")
+    from napari_lesionseg.core.inference.engine import Predictor
+    from napari_lesionseg.core.inference.gate import gate_on
+    from napari_lesionseg.core.inference.run import segment_file
+    from napari_lesionseg.core.models import default_registry
+
+    card = default_registry().get("ultrasound-lesion")
+    assert card.gate["on_by_default"] is False and not gate_on(card) and gate_on(card, True)
+    predictor = Predictor(card, device="cpu")
+    said = []
+    _s, default_probs, _m = segment_file(predictor, normal, on_gate=said.append)
+    _s, gated_probs, gated_mask = segment_file(predictor, normal, gate=True, on_gate=said.append)
+    assert said[0].no_lesion and not said[0].suppressed  # reported, not applied
+    assert said[1].suppressed and not gated_mask.any() and not gated_probs.any()
+    assert default_probs.any()

@@ -17,6 +17,18 @@ def add_series_option(parser) -> None:
     parser.add_argument("--series", help=SERIES_HELP)
 
 
+GATE_HELP = ("--gate lets the model's image classifier (e.g. ultrasound-class) empty the mask of an image it calls "
+             "normal; --no-gate keeps every mask. Default: the model card's (off for ultrasound-lesion: held out, "
+             "it emptied more real lesions than it cleaned normal images). Its class probabilities are reported "
+             "either way")
+
+
+def add_gate_option(parser) -> None:
+    import argparse
+
+    parser.add_argument("--gate", action=argparse.BooleanOptionalAction, default=None, help=GATE_HELP)
+
+
 def add_spacing_option(parser) -> None:
     parser.add_argument("--spacing", type=float, nargs="+", help=SPACING_HELP)
 

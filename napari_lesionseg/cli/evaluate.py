@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import LesionSegError
+from ._inputs import add_gate_option
 
 
 def add_parser(sub) -> None:
@@ -27,9 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     p.add_argument("--series", help="when an image folder holds several DICOM series: the one to use "
                                     "(its series number or part of its description)")
-    p.add_argument("--no-gate", action="store_true",
-                   help="measure the raw masks: do not let the model's image classifier empty the mask of an image "
-                        "it calls normal (the summary then shows the false lesions the gate would remove)")
+    add_gate_option(p)
     p.set_defaults(func=run)
 
 
@@ -52,7 +51,7 @@ def run(args) -> int:
 
     try:
         ev = evaluate_folder(args.model, args.images, args.masks, threshold=args.threshold, device=args.device,
-                             series=args.series, progress=progress, gate=not getattr(args, "no_gate", False))
+                             series=args.series, progress=progress, gate=args.gate)
     finally:
         bar.close()
     for p in ev.images_without_mask:

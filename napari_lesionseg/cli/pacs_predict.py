@@ -55,7 +55,7 @@ def run_dicomweb(args) -> int:
             raise LesionSegError(f"Series {series['series_uid']} holds {len(scans)} separate images; segment them "
                                  "one at a time (open them with the dock's 'Open from PACS').")
         scan = scans[0]
-        probs = predict_scan(predictor, scan, gate=not getattr(args, "no_gate", False),
+        probs = predict_scan(predictor, scan, gate=getattr(args, "gate", None),
                              on_gate=lambda g: print(f"image classes ({g.classifier}): {g.summary()}"))
         mask = mask_from_probs(probs, card, args.threshold)
         objects = seg_with_report(mask, scan.geometry, **seg_options(card))

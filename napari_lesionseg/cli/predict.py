@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import LesionSegError
-from ._inputs import add_series_option, warn
+from ._inputs import add_gate_option, add_series_option, warn
 
 
 def add_parser(sub) -> None:
@@ -37,9 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="run even when the model is for another modality, or for colour (H&E) images and the input "
                         "is grayscale (refused otherwise: the result would mean nothing)")
-    p.add_argument("--no-gate", action="store_true",
-                   help="keep every mask: do not let the model's image classifier (e.g. ultrasound-class) empty "
-                        "the mask of an image it calls normal")
+    add_gate_option(p)
     add_series_option(p)  # with --dicomweb: the series' UID (needed when the study has several)
     from .pacs_args import add_pacs_arguments
 
@@ -136,7 +134,7 @@ def run(args) -> int:
     if not is_cohort:
         out = predict_file(predictor, src, Path(args.output),
                            Path(args.probabilities) if args.probabilities else None, args.threshold, pre=pre,
-                           series=args.series, force=args.force, gate=not getattr(args, "no_gate", False),
+                           series=args.series, force=args.force, gate=args.gate,
                            on_gate=lambda g: print(f"image classes ({g.classifier}): {g.summary()}"))
         print(f"wrote {out}")
         return 0
@@ -263,7 +261,7 @@ def _run_cohort(predictor, src: Path, files: list[Path], out_dir: Path, args) ->
         try:
             predict_file(predictor, f, out_dir / name,
                          prob_dir / _prob_name(name) if prob_dir else None, args.threshold,
-                         series=args.series, force=args.force, gate=not getattr(args, "no_gate", False),
+                         series=args.series, force=args.force, gate=args.gate,
                          on_gate=lambda g, name=f.name: classes.__setitem__(name, g))
         except LesionSegError as e:
             failures.append((f.name, str(e)))

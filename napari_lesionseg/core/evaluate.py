@@ -50,7 +50,9 @@ class CaseResult:
     image_classes: str = ""
     """What the model's gate classifier said ('normal=0.93;benign=0.05;malignant=0.02'); '' without a gate."""
     suppressed: bool | None = None
-    """The gate emptied this image's mask (None: no gate ran)."""
+    """The gate emptied this image's mask (None: the gate was off or the model has none)."""
+    gate_would_empty: bool | None = None
+    """The gate's classifier sees no lesion here, whether or not the gate was on (None: the model has no gate)."""
 
     def row(self) -> dict:
         return asdict(self)
@@ -155,8 +157,8 @@ def read_truth(path: Path) -> np.ndarray:
 # -- running a model on a folder --------------------------------------------------------------------------------
 
 def evaluate_pair(predictor, name: str, image: Path, mask: Path, threshold: float | None = None,
-                  series: str | None = None, gate: bool = True) -> CaseResult:
-    """One case through `lesionseg predict`'s path (with its image gate unless `gate` is False); a problem with
+                  series: str | None = None, gate: bool | None = None) -> CaseResult:
+    """One case through `lesionseg predict`'s path (its image gate on or off as `gate` says; None: the card's default); a problem with
     this case becomes its `error`, not an exception (one bad file must not stop a cohort)."""
     from .inference.run import segment_file
 
@@ -166,8 +168,11 @@ def evaluate_pair(predictor, name: str, image: Path, mask: Path, threshold: floa
                                                 on_gate=said.append)
         r = case_metrics(predicted, read_truth(mask), name)
         if said:
+            from .inference.gate import gate_on
+
             r.image_classes = ";".join(f"{k}={v:.4f}" for k, v in said[0].probabilities.items())
-            r.suppressed = said[0].suppressed
+            r.gate_would_empty = bool(said[0].no_lesion)
+            r.suppressed = said[0].suppressed if gate_on(predictor.card, gate) else None
     except LesionSegError as e:
         r = CaseResult(name=name, cls=class_of(name), error=str(e))
     except Exception as e:  # noqa: BLE001 - reported in the CSV, the run goes on
@@ -188,10 +193,10 @@ class Evaluation:
 def evaluate_folder(model, images: str | Path, masks: str | Path, threshold: float | None = None,
                     device: str = "auto", series: str | None = None,
                     progress: Callable[[int, int, str], None] | None = None, predictor=None,
-                    only: Callable[[str], bool] | None = None, gate: bool = True) -> Evaluation:
+                    only: Callable[[str], bool] | None = None, gate: bool | None = None) -> Evaluation:
     """Run `model` (a name, a card path or a ModelCard) on every paired image and measure it against its mask;
     `only(case_name)` keeps a subset (e.g. one kind of image of a data set); `gate=False` measures the raw masks
-    of a model whose card has an image gate."""
+    of a model whose card has an image gate, `gate=True` the gated ones (None: the card's default)."""
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise LesionSegError(f"The threshold must lie between 0 and 1 (got {threshold}).")
     pairing = pair_files(images, masks)
@@ -249,6 +254,11 @@ def _group_summary(cases: list[CaseResult]) -> dict:
         out["gate"] = {"n_checked": len(gated),
                        "suppressed_lesion_free": sum(bool(c.suppressed) for c in gated if not c.has_lesion),
                        "suppressed_lesion": sum(bool(c.suppressed) for c in gated if c.has_lesion)}
+    judged = [c for c in ok if c.gate_would_empty is not None and c.suppressed is None]
+    if judged:  # the gate was off: what it would have emptied, so a user can decide whether to turn it on
+        out["gate_off"] = {"n_checked": len(judged),
+                           "would_empty_lesion_free": sum(c.gate_would_empty for c in judged if not c.has_lesion),
+                           "would_empty_lesion": sum(c.gate_would_empty for c in judged if c.has_lesion)}
     return out
 
 
@@ -277,6 +287,11 @@ def _describe(s: dict) -> str:
         said = [f"{g['suppressed_lesion_free']} of {s['n_lesion_free']} lesion-free"] if s.get("n_lesion_free") else []
         said += [f"{g['suppressed_lesion']} of {s['n_lesion']} lesion"] if s.get("n_lesion") else []
         parts.append(f"image gate emptied {' and '.join(said)} image(s)")
+    if s.get("gate_off"):
+        g = s["gate_off"]
+        said = [f"{g['would_empty_lesion_free']} of {s['n_lesion_free']} lesion-free"] if s.get("n_lesion_free") else []
+        said += [f"{g['would_empty_lesion']} of {s['n_lesion']} lesion"] if s.get("n_lesion") else []
+        parts.append(f"the image gate (off; --gate turns it on) would empty {' and '.join(said)} image(s)")
     return "; ".join(parts) or "nothing measured"
 
 

@@ -19,8 +19,8 @@ class ImageGateRow(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         self.checkbox = QCheckBox("No mask on images the classifier calls normal")
-        self.checkbox.setChecked(True)
-        self.checkbox.setToolTip("Untick to see the raw mask of every image")
+        self.checkbox.setChecked(False)
+        self.checkbox.setToolTip("Tick to let the classifier empty the mask of an image it calls normal")
         self.label = WrappedLabel("")
         self.label.setWordWrap(True)
         lay.addWidget(self.checkbox)
@@ -34,14 +34,17 @@ class ImageGateRow(QWidget):
         """Shown only for models whose card names a gate classifier."""
         gate = getattr(card, "gate", None) if card is not None else None
         self.setVisible(bool(gate))
+        from ..core.inference.gate import gate_on
+
+        self.checkbox.setChecked(gate_on(card))  # the card's default; the user may change it
         if gate:
             self.checkbox.setToolTip(f"{gate.get('classifier')}: P({gate.get('suppress_class', 'normal')}) > "
                                      f"{float(gate.get('threshold', 0.5)):.2f} empties the mask. Untick to see the "
-                                     "raw mask of every image.")
+                                     "raw mask of every image. Its class probabilities are shown either way.")
         self.label.setText("")
 
     def show_result(self, result) -> None:
-        """`result`: a core.inference.gate.GateResult, or None (gate off, or a volume/slide)."""
+        """`result`: a core.inference.gate.GateResult, or None (a volume/slide, or a model without a gate)."""
         if result is None:
             self.label.setText("")
             return

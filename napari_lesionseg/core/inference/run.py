@@ -97,13 +97,13 @@ def _checked_data(predictor: Predictor, scan, force: bool, say):
 
 
 def predict_scan(predictor: Predictor, scan, progress=None, cancelled=None, force: bool = False,
-                 notice=None, gate: bool = True, on_gate=None) -> np.ndarray:
+                 notice=None, gate: bool | None = None, on_gate=None) -> np.ndarray:
     """Probabilities for a whole scan, in the scan's spatial shape (multi-class: a leading class axis).
 
     force: run a model of another modality / colour model on grayscale anyway (see `fit_report`).
     notice(str): told about forced mismatches, notes, and NaN/Inf voxels treated as background.
     gate: on a 2D image, let the card's image classifier empty the probabilities when it sees no lesion
-    (`gate.py`); on_gate(GateResult) is told what it said.
+    (`gate.py`; None: the card's default, `gate_on`); on_gate(GateResult) is told what it said (also when off).
     """
     data = _checked_data(predictor, scan, force, notice or (lambda message: None))
     spatial = [a for a in scan.axes if a in "zyx"]
@@ -116,10 +116,11 @@ def predict_scan(predictor: Predictor, scan, progress=None, cancelled=None, forc
         overview = pick_overview(scan.data)
     probs = predictor.predict_image(data, progress=progress, cancelled=cancelled,
                                     spacing=tuple(scan.geometry.spacing[-2:]), overview=overview)
-    from .gate import gate_applies, gate_probabilities
+    from .gate import gate_applies, gate_on, gate_probabilities
 
-    if gate and gate_applies(predictor.card, len(spatial), lazy=scan.multiscale):
-        probs, result = gate_probabilities(predictor.card, np.asarray(data), probs)
+    if gate_applies(predictor.card, len(spatial), lazy=scan.multiscale):
+        probs, result = gate_probabilities(predictor.card, np.asarray(data), probs,
+                                           enabled=gate_on(predictor.card, gate))
         if on_gate is not None and result is not None:
             on_gate(result)
     return probs
@@ -151,7 +152,8 @@ def read_one_scan(src, series: str | None = None, notice=None):
 
 
 def segment_file(predictor: Predictor, src, threshold: float | None = None, pre=None, progress=None,
-                 series: str | None = None, force: bool = False, notice=None, gate: bool = True, on_gate=None):
+                 series: str | None = None, force: bool = False, notice=None, gate: bool | None = None,
+                 on_gate=None):
     """What `lesionseg predict` does to one file, kept in one place so `lesionseg evaluate` measures exactly it:
     read the scan (optionally minus a pre-contrast scan), check the model fits it, predict (and gate: see
     `predict_scan`), threshold. Returns (scan, probs, mask)."""
