@@ -127,23 +127,31 @@ def _grow_3d(volume, slice_mask, z, spacing, method) -> np.ndarray:
     return _mask_3d(volume, Line(np.r_[z, p0], np.r_[z, p1]), spacing, method, "The lesion", slice_mask=slice_mask)
 
 
-CLICK_SIZES = tuple(0.6 * 0.6 ** np.arange(8))
-"""Lesion diameters tried for a click, as fractions of the image's smaller side (0.6 down to 0.017); the network
-was trained with frames up to ±35 % off the true size, so a step of 0.6 leaves no size unseen."""
+def click_box(centre, diameter_px: float, spacing, positive=(), shape=None) -> tuple[np.ndarray, np.ndarray]:
+    """Corners (top-left, bottom-right) of the box a click stands for: a square of the estimated diameter (round
+    in mm) centred on the click, grown to hold every positive click with a margin, clipped to the image."""
+    sp = np.asarray(spacing, float)[-2:]
+    c = np.asarray(centre, float)[-2:]
+    half = np.array([diameter_px * sp[1] / sp[0], diameter_px]) / 2
+    lo, hi = c - half, c + half
+    for p in positive:
+        p = np.asarray(p, float)[-2:]
+        lo, hi = np.minimum(lo, p - 0.08 * half), np.maximum(hi, p + 0.08 * half)
+    if shape is not None:
+        lo, hi = np.maximum(lo, 0), np.minimum(hi, np.asarray(shape[-2:], float) - 1)
+    return lo, hi
 
 
 def click_to_mask(image, point, *, spacing=None, positive=(), negative=(), rgb: bool | None = None,
-                  method: str = "auto") -> np.ndarray:
-    """Boolean mask of the lesion under a click at its centre; its size is searched from the image.
+                  method: str = "auto", modality: str | None = None) -> np.ndarray:
+    """Boolean mask of the lesion under a click at its centre; its size comes from the image.
 
-    EXPERIMENTAL: held-out Dice 0.25–0.33 (see the module docstring); not offered in the dock.
-
-    The network runs on frames of several sizes centred on the click (one batch); the size whose mask is as wide
-    as the frame expects (its diameter closest to the frame's line) wins, and one last pass on a frame of exactly
-    that diameter gives the mask. Extra positive/negative clicks refine it.
+    The size is the scale-normalised blob response at the click (`click_size.lesion_diameter`, polarity from the
+    modality); the box network then segments a square of that size around the click. Refinement: a positive
+    click outside the square grows the box to hold it; a negative click is a network channel, and if the mask
+    still covers it, a random walker cuts the part around it away (`points.clicks_to_mask`).
     """
-    from .line_model import frame_input, predict_frames
-    from .lines import _check_contrast
+    from .click_size import lesion_diameter
 
     img, sp = _checked_2d(image, spacing, rgb)
     c = _points([point], img.shape, "The click")[0]
@@ -153,41 +161,27 @@ def click_to_mask(image, point, *, spacing=None, positive=(), negative=(), rgb: 
     c2, sp2 = c[-2:], sp[-2:]
     pos = [p[-2:] for p in _points(positive, img.shape, "Positive click")]
     neg = [p[-2:] for p in _points(negative, img.shape, "Negative click")]
-    side_mm = float(min(np.asarray(plane.shape) * sp2))
-    frames, xs = [], []
-    for f in CLICK_SIZES:
-        fr = _click_frame(c2, f * side_mm, sp2)
-        frames.append(fr)
-        xs.append(frame_input(plane, fr, positive=[c2, *pos], negative=neg))
-    _check_contrast(xs[0][0], "The click")
-    probs = predict_frames(np.stack(xs), tta=False)
-    best, best_err, best_d = None, np.inf, None
-    S = frames[0].size
-    for fr, p in zip(frames, probs):
-        m = _keep_component_at(p > 0.5, [((S - 1) / 2, (S - 1) / 2)])
-        if not m.any():
-            continue
-        d = _diameter_px(m)
-        err = abs(np.log(max(d, 1.0) / (S / 2)))
-        if err < best_err:
-            best, best_err, best_d = fr, err, d
-    if best is None:
-        raise LesionSegError("The click: no lesion found there; click on the lesion's centre or draw a line across it.")
-    fr = _click_frame(c2, best.step_mm * best_d, sp2)
-    mask = _prompt_2d(plane, fr, [c2, *pos], "The click", positive=[c2, *pos], negative=neg)
+    diameter = lesion_diameter(plane, c2, sp2, modality)
+    if diameter is None:
+        raise LesionSegError("The click: no lesion stands out from its surroundings there; draw a box around it "
+                             "or a line across it.")
+    lo, hi = click_box(c2, diameter, sp2, pos, plane.shape)
+    if min(hi - lo) < 1.0:
+        raise LesionSegError("The click is on the image's edge: click on the lesion's centre.")
+    frame, corners = box_frame(lo, hi, sp2)
+    mask = _prompt_2d(plane, frame, [c2, *pos], "The click", box=corners, positive=[c2, *pos], negative=neg)
+    mask = _cut_negatives(plane, mask, neg, sp2)
     return mask if z is None else _grow_3d(img, mask, z, sp, method)
 
 
-def _click_frame(centre, diameter_mm: float, spacing) -> LineFrame:
-    half = diameter_mm / 2 / np.asarray(spacing, float)[1]
-    return LineFrame.from_line((centre[0], centre[1] - half), (centre[0], centre[1] + half), spacing)
+def _cut_negatives(plane, mask: np.ndarray, negative, spacing) -> np.ndarray:
+    """The mask without the part around any negative click it still covers (random walker inside the mask)."""
+    inside = [p for p in negative if mask[tuple(np.clip(np.round(p).astype(int), 0, np.array(mask.shape) - 1))]]
+    if not inside:
+        return mask
+    from .points import clicks_to_mask
 
-
-def _diameter_px(mask: np.ndarray) -> float:
-    from .frame import longest_diameter
-
-    p0, p1 = longest_diameter(mask)
-    return float(np.hypot(*(p1 - p0))) + 1.0
+    return clicks_to_mask(plane, negative=inside, mask=mask, spacing=spacing)
 
 
 def boxes_to_labels(image, boxes: Sequence[tuple[np.ndarray, np.ndarray]], *, spacing=None, rgb: bool | None = None,
