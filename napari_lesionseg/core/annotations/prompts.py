@@ -184,6 +184,70 @@ def _cut_negatives(plane, mask: np.ndarray, negative, spacing) -> np.ndarray:
     return clicks_to_mask(plane, negative=inside, mask=mask, spacing=spacing)
 
 
+def group_clicks(image, clicks, negative=(), *, spacing=None, rgb: bool | None = None,
+                 modality: str | None = None) -> list[dict]:
+    """Clicks → lesions: [{"centre", "positive", "negative"}]. A click starts a new lesion unless it falls near
+    an earlier lesion's box (its click box grown by half on every side, same slice): then it refines that lesion
+    (a positive click outside the mask grows it). Each negative click refines the lesion whose grown box holds
+    it, the nearest centre when none does."""
+    from .click_size import lesion_diameter
+
+    img, sp = _checked_2d(image, spacing, rgb)
+    lesions: list[dict] = []
+
+    def near(les, p):
+        if img.ndim == 3 and int(round(p[0])) != int(round(les["centre"][0])):
+            return False
+        lo, hi = les["box"]
+        grow = 0.5 * (hi - lo)
+        return bool(np.all(p[-2:] >= lo - grow) and np.all(p[-2:] <= hi + grow))
+
+    for p in _points(clicks, img.shape, "Click"):
+        owner = next((les for les in lesions if near(les, p)), None)
+        if owner is not None:
+            owner["positive"].append(p)
+            continue
+        plane = img if img.ndim == 2 else img[int(round(p[0]))]
+        d = lesion_diameter(plane, p[-2:], sp[-2:], modality) or 0.0
+        lesions.append({"centre": p, "positive": [], "negative": [], "box": click_box(p, d, sp, (), plane.shape)})
+    for n in _points(negative, img.shape, "Negative click"):
+        if not lesions:
+            break
+        owner = next((les for les in lesions if near(les, n)), None)
+        if owner is None:
+            owner = min(lesions, key=lambda les: float(np.hypot(*((n - les["centre"]) * sp))))
+        owner["negative"].append(n)
+    return lesions
+
+
+def clicks_to_labels(image, clicks, negative=(), *, spacing=None, rgb: bool | None = None, method: str = "auto",
+                     modality: str | None = None, progress=None, cancelled=None) -> np.ndarray:
+    """Label image: lesion i (1-based) at each click on a lesion's centre, refined by the clicks near it.
+
+    The one function behind the Annotations dock's "lesion at each click" and `lesionseg points-to-masks
+    --prompt`: positive clicks (a Points layer) grouped into lesions by `group_clicks`, negative clicks (another
+    layer) cut; every lesion by `click_to_mask`. Earlier lesions keep their pixels."""
+    from ..errors import Cancelled
+    from .lines import _spatial
+
+    if not len(clicks):
+        raise LesionSegError("There are no clicks: click on the centre of each lesion (Points layer).")
+    lesions = group_clicks(image, clicks, negative, spacing=spacing, rgb=rgb, modality=modality)
+    labels = np.zeros(_spatial(image, rgb).shape, np.int32)
+    for i, les in enumerate(lesions):
+        if cancelled is not None and cancelled():
+            raise Cancelled()
+        try:
+            m = click_to_mask(image, les["centre"], spacing=spacing, positive=les["positive"],
+                              negative=les["negative"], rgb=rgb, method=method, modality=modality)
+        except LesionSegError as e:
+            raise LesionSegError(f"Lesion {i + 1} (click at {np.round(les['centre'], 1).tolist()}): {e}") from None
+        labels[m & (labels == 0)] = i + 1
+        if progress is not None:
+            progress(i + 1, len(lesions))
+    return labels
+
+
 def boxes_to_labels(image, boxes: Sequence[tuple[np.ndarray, np.ndarray]], *, spacing=None, rgb: bool | None = None,
                     method: str = "auto", progress=None, cancelled=None) -> np.ndarray:
     """Label image: lesion i (1-based) for every box (two opposite corners); earlier boxes keep their pixels."""
