@@ -2,11 +2,16 @@
 
 Every prompt becomes a frame (`frame.LineFrame`) plus prompt channels (`line_model.prompt_channels`):
 - a box: the frame runs along the box's longer middle line; the filled box is a channel of its own;
-- a click at the lesion's centre (experimental, not in the dock): the lesion's size is searched over frames of
-  several sizes centred on the click. Measured held out it does not work yet (per-lesion Dice 0.25 on BUSI, 0.33
-  on MRI slices, 0.25 on mammograms): the network draws a frame-sized blob at any size, so the size is not found;
-  it stays here as the baseline for the next attempt (`benchmarks/eval_prompt_modalities.py --prompts click`);
-- positive and negative clicks added to any prompt refine the result (one network pass each time).
+- a click at the lesion's centre: the size comes from the image (`click_size.lesion_diameter`, the scale-
+  normalised blob response at the click, polarity from the modality), the frame and box are a square of that size
+  around the click. Held out (`benchmarks/eval_click.py`) it is well below a box or a line but usable as a start,
+  and corrective clicks close most of the gap. The first attempt (frames of 8 sizes, the network's mask width
+  picking one) scored 0.25–0.33: the network draws a frame-sized blob whatever the frame;
+- positive and negative clicks added to any prompt refine the result (one network pass each time); for a click
+  prompt a positive click beyond the square grows the box to take it in, and a negative click the network left
+  inside the mask is cut out by a random walker (`_cut_negatives`);
+- `clicks_to_labels` (Annotations dock "lesion at each click", `lesionseg points-to-masks --prompt`) turns a
+  Points layer of clicks into lesions: a click near an earlier lesion refines it (`group_clicks`).
 """
 
 from __future__ import annotations
