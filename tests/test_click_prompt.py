@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from napari_lesionseg.core.annotations import click_size, prompts
+from napari_lesionseg.core.errors import LesionSegError
 from napari_lesionseg.core.metrics import dice
 
 from conftest import shared_path
@@ -74,7 +75,7 @@ def test_clicks_become_lesions_and_nearby_clicks_refine_them():
     labels = prompts.clicks_to_labels(img, [(50, 50), (140, 190)])
     assert set(np.unique(labels)) == {0, 1, 2}
     assert dice(labels == 1, ta) > 0.7 and dice(labels == 2, tb) > 0.7
-    with pytest.raises(Exception, match="no clicks"):
+    with pytest.raises(LesionSegError, match="no clicks"):
         prompts.clicks_to_labels(img, [])
 
 
