@@ -6,9 +6,9 @@ normalised blob response σ²·∇²G_σ ∗ I at the click peaks (Lindeberg's s
 most at σ = r/√2). It learns nothing. Lesions are dark on ultrasound and bright on contrast MRI and mammograms,
 so the sign of the response that counts comes from the modality (both signs when it is not known).
 
-Choices (made on fold 0 of `scripts/prompt_lesions.py`'s patient split, `benchmarks/eval_click.py`): the first
-local maximum of the response over scales that reaches 40 % of the largest one (the largest alone often is the
-whole breast on mammograms), times `SIZE_GAIN` (the LoG peak sits inside an irregular lesion's edge).
+Choices (made on fold 0 of `scripts/prompt_lesions.py`'s patient split, `benchmarks/eval_click.py`): which local
+maximum of the response over scales wins (`FIRST_PEAK`: the strongest for dark lesions, the first reaching 40 %
+of it for bright ones), times `SIZE_GAIN` (the LoG peak sits inside an irregular lesion's edge).
 
 The response at the click only needs one dot product per scale on a small grid, sampled from an image pyramid
 (block means), so the whole search takes a few milliseconds on any image size.
@@ -21,8 +21,10 @@ from scipy import ndimage as ndi
 
 RADII = np.geomspace(0.012, 0.3, 24)
 """Blob radii tried, as fractions of the image's smaller side (0.6 side diameter down to 2.4 %)."""
-FIRST_PEAK = 0.4
-"""The first local maximum whose response reaches this fraction of the largest local maximum wins."""
+FIRST_PEAK = {1: 1.0, -1: 0.4}
+"""Per polarity, the first local maximum whose response reaches this fraction of the largest one wins: for dark
+lesions (ultrasound) the strongest (their dark cores and speckle make smaller peaks), for bright ones the first
+reaching 40 % (the strongest is often the whole bright breast around a mammographic mass)."""
 SIZE_GAIN = 1.16
 """Diameter estimate = 2 × the selected blob radius × this (fold-0 calibration; BUSI LoG peaks were 24 % small)."""
 POLARITY = {"ultrasound": 1, "mri": -1, "mammography": -1}
@@ -77,13 +79,13 @@ def blob_responses(image2d: np.ndarray, centre, spacing=(1.0, 1.0)) -> tuple[np.
     return 2 * radii, out
 
 
-def _first_strong_peak(curve: np.ndarray) -> int | None:
+def _first_strong_peak(curve: np.ndarray, fraction: float) -> int | None:
     peaks = [i for i in range(1, len(curve) - 1)
              if curve[i] > 0 and curve[i] >= curve[i - 1] and curve[i] >= curve[i + 1]]
     if not peaks:
         return None
     top = max(curve[i] for i in peaks)
-    return next(i for i in peaks if curve[i] >= FIRST_PEAK * top)
+    return next(i for i in peaks if curve[i] >= fraction * top)
 
 
 def lesion_diameter(image2d: np.ndarray, centre, spacing=(1.0, 1.0), modality: str | None = None) -> float | None:
@@ -97,7 +99,7 @@ def lesion_diameter(image2d: np.ndarray, centre, spacing=(1.0, 1.0), modality: s
         best = None
         for sign in signs:
             curve = sign * resp
-            i = _first_strong_peak(curve)
+            i = _first_strong_peak(curve, FIRST_PEAK[sign])
             if i is None and curve.max() > 0:
                 i = int(np.argmax(curve))
             if i is not None and (best is None or curve[i] > best[1]):
