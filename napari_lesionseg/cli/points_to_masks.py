@@ -64,7 +64,8 @@ def run(args) -> int:
     if args.circles:
         return _circles(args, shape, geom)
     if args.radius is None and args.heatmap is None and not args.prompt:
-        raise LesionSegError("Give --radius R (disks), --heatmap A (exp(-A·d) map) or --prompt (lesion at each click).")
+        raise LesionSegError("Give --radius R (disks), --heatmap A (exp(-A·d) map) or --prompt (the lesion at "
+                             "each click).")
     if args.negative and not args.prompt:
         raise LesionSegError("--negative clicks need --prompt.")
     pts = _read_points(args.annotations, nd, shape, args.world, geom)
