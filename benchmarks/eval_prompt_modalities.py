@@ -28,6 +28,10 @@ import prompt_lesions as pl  # noqa: E402
 from napari_lesionseg.core.metrics import dice  # noqa: E402
 
 
+MODALITY = {"busi": "ultrasound", "mri_slices": "mri", "duke": "mri", "cdd_cesm": "mammography", "mias": "mammography",
+            "monuseg": "histology"}
+
+
 def segment(lesion: pl.Lesion, prompt: str, method: str) -> np.ndarray:
     from napari_lesionseg.core.annotations.lines import line_to_mask
 
@@ -45,9 +49,11 @@ def segment(lesion: pl.Lesion, prompt: str, method: str) -> np.ndarray:
     if prompt == "click":
         from scipy import ndimage as ndi
 
-        # the click a reader would give: the point deepest inside the lesion (its centre, even when not convex)
+        # the click a reader would give: the point deepest inside the lesion (its centre, even when not convex);
+        # the modality gives the lesions' polarity for the size estimate (dark on ultrasound), as the dock passes it
         dist = ndi.distance_transform_edt(lesion.mask)
-        return prompts.click_to_mask(img, np.unravel_index(np.argmax(dist), dist.shape))
+        return prompts.click_to_mask(img, np.unravel_index(np.argmax(dist), dist.shape),
+                                     modality=MODALITY.get(lesion.source))
     raise SystemExit(f"unknown prompt {prompt}")
 
 

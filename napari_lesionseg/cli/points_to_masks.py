@@ -3,9 +3,12 @@
     lesionseg points-to-masks --image IMG --annotations points.csv --output disks.png --radius 3 --mm
     lesionseg points-to-masks --image IMG --annotations points.csv --output heat.tif --heatmap 0.2
     lesionseg points-to-masks --image mdb005.png --circles mias/annotations.csv --output mdb005_mask.png
+    lesionseg points-to-masks --image IMG --annotations clicks.csv --prompt [--negative neg.csv] --output lesions.png
 
 The CSV is what napari writes for a Points layer (`index,axis-0,axis-1[,axis-2]`, plus property columns), in the
-image's pixel/voxel indices (or in mm with --world). Disks get label values 1, 2, … in point order.
+image's pixel/voxel indices (or in mm with --world). Disks get label values 1, 2, … in point order. With --prompt
+each click on a lesion's centre becomes that lesion's mask (its size found from the image, the prompt network
+segments it); a click near an earlier lesion refines it, and --negative clicks cut what is not lesion.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ def add_parser(sub) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--radius", type=float, help="disk radius (pixels, or mm with --mm)")
     g.add_argument("--heatmap", type=float, metavar="A", help="write exp(-A·d) instead of disks (d in px, or mm with --mm)")
+    g.add_argument("--prompt", action="store_true", help="segment the lesion at each click with the prompt network "
+                                                         "(its size from the image), as the Annotations dock does")
+    p.add_argument("--negative", help="with --prompt: napari Points CSV of negative clicks (not lesion)")
     p.add_argument("--mm", action="store_true", help="radius and distances in millimetres (uses the image's spacing)")
     p.add_argument("--world", action="store_true", help="coordinates are in mm, not pixel/voxel indices")
     add_spacing_option(p)
@@ -41,14 +47,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..core.annotations import points_to_disks, points_to_heatmap, read_points_csv, world_to_voxels
+    from ..core.annotations import points_to_disks, points_to_heatmap
     from ..core.io import write_mask, write_probabilities
     from ..core.io.output_guard import check_outputs
     from .lines_to_masks import read_image, spatial_ndim
 
-    check_outputs({"--image": args.image, "--annotations": args.annotations, "--circles": args.circles},
-                  {"--output": args.output})
-    image, geom, rgb, _modality = read_image(args.image, args.spacing, args.series)
+    check_outputs({"--image": args.image, "--annotations": args.annotations, "--circles": args.circles,
+                   "--negative": args.negative}, {"--output": args.output})
+    image, geom, rgb, modality = read_image(args.image, args.spacing, args.series)
     if args.mm and not geom.spacing_known:
         raise LesionSegError(f"--mm needs the pixel size, which "
                              f"{Path(args.image).name} does not state: pass --spacing MM (e.g. --spacing 0.1), "
@@ -57,14 +63,14 @@ def run(args) -> int:
     shape = image.shape[:nd]
     if args.circles:
         return _circles(args, shape, geom)
-    if args.radius is None and args.heatmap is None:
-        raise LesionSegError("Give --radius R (disks) or --heatmap A (exp(-A·d) map).")
-    table = read_points_csv(args.annotations)
-    pts = table.coords
-    if pts.shape[1] != nd:
-        raise LesionSegError(f"The points have {pts.shape[1]} coordinates but the image is {nd}-D {shape}.")
-    if args.world:
-        pts = world_to_voxels(pts, geom.spacing)
+    if args.radius is None and args.heatmap is None and not args.prompt:
+        raise LesionSegError("Give --radius R (disks), --heatmap A (exp(-A·d) map) or --prompt (the lesion at "
+                             "each click).")
+    if args.negative and not args.prompt:
+        raise LesionSegError("--negative clicks need --prompt.")
+    pts = _read_points(args.annotations, nd, shape, args.world, geom)
+    if args.prompt:
+        return _prompt(args, image, pts, geom, rgb, modality, nd, shape)
     spacing = geom.spacing if args.mm else None
     if args.radius is not None:
         labels = points_to_disks(shape, pts, args.radius, spacing=spacing)
@@ -75,6 +81,28 @@ def run(args) -> int:
         heat = points_to_heatmap(shape, pts, args.heatmap, spacing=spacing)
         out = write_probabilities(heat, geom, args.output, source_path=args.image)
         print(f"{len(pts)} points, exp(-{args.heatmap:g}·d) map (d in {'mm' if args.mm else 'px'}): wrote {out}")
+    return 0
+
+
+def _read_points(path, nd, shape, world, geom) -> np.ndarray:
+    from ..core.annotations import read_points_csv, world_to_voxels
+
+    pts = read_points_csv(path).coords
+    if pts.shape[1] != nd:
+        raise LesionSegError(f"The points have {pts.shape[1]} coordinates but the image is {nd}-D {shape}.")
+    return world_to_voxels(pts, geom.spacing) if world else pts
+
+
+def _prompt(args, image, pts, geom, rgb, modality, nd, shape) -> int:
+    from ..core.annotations.prompts import clicks_to_labels
+    from ..core.io import write_mask
+
+    neg = _read_points(args.negative, nd, shape, args.world, geom) if args.negative else np.zeros((0, nd))
+    labels = clicks_to_labels(image, pts, neg, spacing=geom.spacing, rgb=rgb, modality=modality)
+    out = write_mask(labels.astype(np.uint16 if labels.max() > 255 else np.uint8), geom, args.output,
+                     source_path=args.image)
+    n = int(labels.max())
+    print(f"{len(pts)} click{'s' if len(pts) != 1 else ''} → {n} lesion{'s' if n != 1 else ''}: wrote {out}")
     return 0
 
 

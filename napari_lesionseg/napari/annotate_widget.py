@@ -35,7 +35,8 @@ from .layer_combo import LayerCombo
 
 LINE_METHODS = {"auto (learned in 2D, 3D random walker)": "auto", "learned (line-prompted U-Net)": "learned",
                 "classical (random walker + ellipse prior)": "classical"}
-POINT_MODES = ("disks", "probability map exp(-a·d)", "grow/shrink a mask (clicks)")
+POINT_MODES = ("disks", "probability map exp(-a·d)", "grow/shrink a mask (clicks)",
+               "lesion at each click (prompt network)")
 
 
 def image_array(image_layer) -> tuple[np.ndarray, int]:
@@ -158,7 +159,7 @@ class AnnotateWidget(QWidget):
         self.radius.setEnabled(points and mode == POINT_MODES[0])
         self.reach.setEnabled(points and mode == POINT_MODES[2])
         self.decay.setEnabled(points and mode == POINT_MODES[1])
-        self.neg_combo.setEnabled(points and mode == POINT_MODES[2])
+        self.neg_combo.setEnabled(points and mode in POINT_MODES[2:])
         self.in_mm.setEnabled(points)
 
     def add_click_layers(self):
@@ -228,6 +229,14 @@ class AnnotateWidget(QWidget):
             base = np.asarray(target.data) > 0
             if base.shape != tuple(shape):
                 raise LesionSegError(f"'{target.name}' {base.shape} does not match the image {tuple(shape)}.")
+        if mode == POINT_MODES[3]:
+            modality = (image.metadata.get("lesionseg", {}) or {}).get("modality")
+
+            def job(progress, cancelled):  # one lesion per centre click, refined by the clicks near it
+                return prompts.clicks_to_labels(data, pts, neg, spacing=spacing, rgb=image.rgb, modality=modality,
+                                                progress=progress, cancelled=cancelled), "labels"
+
+            return job, f"{image.name} lesions", image
         gray = data if not image.rgb else data[..., :3].mean(-1)
         reach = float(self.reach.value())
 

@@ -2,11 +2,16 @@
 
 Every prompt becomes a frame (`frame.LineFrame`) plus prompt channels (`line_model.prompt_channels`):
 - a box: the frame runs along the box's longer middle line; the filled box is a channel of its own;
-- a click at the lesion's centre (experimental, not in the dock): the lesion's size is searched over frames of
-  several sizes centred on the click. Measured held out it does not work yet (per-lesion Dice 0.25 on BUSI, 0.33
-  on MRI slices, 0.25 on mammograms): the network draws a frame-sized blob at any size, so the size is not found;
-  it stays here as the baseline for the next attempt (`benchmarks/eval_prompt_modalities.py --prompts click`);
-- positive and negative clicks added to any prompt refine the result (one network pass each time).
+- a click at the lesion's centre: the size comes from the image (`click_size.lesion_diameter`, the scale-
+  normalised blob response at the click, polarity from the modality), the frame and box are a square of that size
+  around the click. Held out (`benchmarks/eval_click.py`) it is well below a box or a line but usable as a start,
+  and corrective clicks close most of the gap. The first attempt (frames of 8 sizes, the network's mask width
+  picking one) scored 0.25–0.33: the network draws a frame-sized blob whatever the frame;
+- positive and negative clicks added to any prompt refine the result (one network pass each time); for a click
+  prompt a positive click beyond the square grows the box to take it in, and a negative click the network left
+  inside the mask is cut out by a random walker (`_cut_negatives`);
+- `clicks_to_labels` (Annotations dock "lesion at each click", `lesionseg points-to-masks --prompt`) turns a
+  Points layer of clicks into lesions: a click near an earlier lesion refines it (`group_clicks`).
 """
 
 from __future__ import annotations
@@ -127,23 +132,31 @@ def _grow_3d(volume, slice_mask, z, spacing, method) -> np.ndarray:
     return _mask_3d(volume, Line(np.r_[z, p0], np.r_[z, p1]), spacing, method, "The lesion", slice_mask=slice_mask)
 
 
-CLICK_SIZES = tuple(0.6 * 0.6 ** np.arange(8))
-"""Lesion diameters tried for a click, as fractions of the image's smaller side (0.6 down to 0.017); the network
-was trained with frames up to ±35 % off the true size, so a step of 0.6 leaves no size unseen."""
+def click_box(centre, diameter_px: float, spacing, positive=(), shape=None) -> tuple[np.ndarray, np.ndarray]:
+    """Corners (top-left, bottom-right) of the box a click stands for: a square of the estimated diameter (round
+    in mm) centred on the click, grown to hold every positive click with a margin, clipped to the image."""
+    sp = np.asarray(spacing, float)[-2:]
+    c = np.asarray(centre, float)[-2:]
+    half = np.array([diameter_px * sp[1] / sp[0], diameter_px]) / 2
+    lo, hi = c - half, c + half
+    for p in positive:
+        p = np.asarray(p, float)[-2:]
+        lo, hi = np.minimum(lo, p - 0.08 * half), np.maximum(hi, p + 0.08 * half)
+    if shape is not None:
+        lo, hi = np.maximum(lo, 0), np.minimum(hi, np.asarray(shape[-2:], float) - 1)
+    return lo, hi
 
 
 def click_to_mask(image, point, *, spacing=None, positive=(), negative=(), rgb: bool | None = None,
-                  method: str = "auto") -> np.ndarray:
-    """Boolean mask of the lesion under a click at its centre; its size is searched from the image.
+                  method: str = "auto", modality: str | None = None) -> np.ndarray:
+    """Boolean mask of the lesion under a click at its centre; its size comes from the image.
 
-    EXPERIMENTAL: held-out Dice 0.25–0.33 (see the module docstring); not offered in the dock.
-
-    The network runs on frames of several sizes centred on the click (one batch); the size whose mask is as wide
-    as the frame expects (its diameter closest to the frame's line) wins, and one last pass on a frame of exactly
-    that diameter gives the mask. Extra positive/negative clicks refine it.
+    The size is the scale-normalised blob response at the click (`click_size.lesion_diameter`, polarity from the
+    modality); the box network then segments a square of that size around the click. Refinement: a positive
+    click outside the square grows the box to hold it; a negative click is a network channel, and if the mask
+    still covers it, a random walker cuts the part around it away (`points.clicks_to_mask`).
     """
-    from .line_model import frame_input, predict_frames
-    from .lines import _check_contrast
+    from .click_size import lesion_diameter
 
     img, sp = _checked_2d(image, spacing, rgb)
     c = _points([point], img.shape, "The click")[0]
@@ -153,41 +166,117 @@ def click_to_mask(image, point, *, spacing=None, positive=(), negative=(), rgb: 
     c2, sp2 = c[-2:], sp[-2:]
     pos = [p[-2:] for p in _points(positive, img.shape, "Positive click")]
     neg = [p[-2:] for p in _points(negative, img.shape, "Negative click")]
-    side_mm = float(min(np.asarray(plane.shape) * sp2))
-    frames, xs = [], []
-    for f in CLICK_SIZES:
-        fr = _click_frame(c2, f * side_mm, sp2)
-        frames.append(fr)
-        xs.append(frame_input(plane, fr, positive=[c2, *pos], negative=neg))
-    _check_contrast(xs[0][0], "The click")
-    probs = predict_frames(np.stack(xs), tta=False)
-    best, best_err, best_d = None, np.inf, None
-    S = frames[0].size
-    for fr, p in zip(frames, probs):
-        m = _keep_component_at(p > 0.5, [((S - 1) / 2, (S - 1) / 2)])
-        if not m.any():
-            continue
-        d = _diameter_px(m)
-        err = abs(np.log(max(d, 1.0) / (S / 2)))
-        if err < best_err:
-            best, best_err, best_d = fr, err, d
-    if best is None:
-        raise LesionSegError("The click: no lesion found there; click on the lesion's centre or draw a line across it.")
-    fr = _click_frame(c2, best.step_mm * best_d, sp2)
-    mask = _prompt_2d(plane, fr, [c2, *pos], "The click", positive=[c2, *pos], negative=neg)
+    diameter = lesion_diameter(plane, c2, sp2, modality)
+    if diameter is None:
+        raise LesionSegError("The click: no lesion stands out from its surroundings there; draw a box around it "
+                             "or a line across it.")
+    lo, hi = click_box(c2, diameter, sp2, pos, plane.shape)
+    if min(hi - lo) < 1.0:
+        raise LesionSegError("The click is on the image's edge: click on the lesion's centre.")
+    frame, corners = box_frame(lo, hi, sp2)
+    mask = _prompt_2d(plane, frame, [c2, *pos], "The click", box=corners, positive=[c2, *pos], negative=neg)
+    mask = _cut_negatives(plane, mask, neg, sp2, [c2, *pos])
     return mask if z is None else _grow_3d(img, mask, z, sp, method)
 
 
-def _click_frame(centre, diameter_mm: float, spacing) -> LineFrame:
-    half = diameter_mm / 2 / np.asarray(spacing, float)[1]
-    return LineFrame.from_line((centre[0], centre[1] - half), (centre[0], centre[1] + half), spacing)
+CUT_SIDE = 96
+"""The random walker of a negative click runs on the mask's crop resampled to at most this many pixels a side
+(a 400-pixel lesion at full resolution took half a second)."""
 
 
-def _diameter_px(mask: np.ndarray) -> float:
-    from .frame import longest_diameter
+def _cut_negatives(plane, mask: np.ndarray, negative, spacing, keep_at) -> np.ndarray:
+    """The mask without the part around any negative click it still covers (random walker inside the mask);
+    the part connected to `keep_at` (the lesion's positive clicks) stays."""
+    shape = np.array(mask.shape)
+    inside = [p for p in negative if mask[tuple(np.clip(np.round(p).astype(int), 0, shape - 1))]]
+    if not inside:
+        return mask
+    from scipy import ndimage as ndi
 
-    p0, p1 = longest_diameter(mask)
-    return float(np.hypot(*(p1 - p0))) + 1.0
+    from .points import clicks_to_mask
+
+    idx = np.argwhere(mask)
+    lo, hi = np.maximum(idx.min(0) - 4, 0), np.minimum(idx.max(0) + 5, shape)
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    f = max(1.0, float(max(hi - lo)) / CUT_SIDE)
+    small_img = ndi.zoom(ndi.uniform_filter(np.asarray(plane[crop], np.float32), int(np.ceil(f))), 1 / f, order=1)
+    small = ndi.zoom(mask[crop].astype(np.float32), 1 / f, order=1) > 0.5
+    clicks = [np.clip((np.asarray(p, float) - lo) / f, 0, np.array(small.shape) - 1) for p in inside]
+    sp = np.asarray(spacing, float) * f
+    cut = clicks_to_mask(small_img, negative=clicks, mask=small, spacing=sp, reach=3 * float(sp.max()))
+    from skimage.transform import resize
+
+    out = np.zeros_like(mask)
+    out[crop] = mask[crop] & (resize(cut.astype(np.float32), mask[crop].shape, order=1) > 0.5)
+    if not out.any():
+        raise LesionSegError("The negative clicks remove the whole lesion.")
+    lab, _ = ndi.label(out)
+    hit = {int(lab[tuple(np.clip(np.round(p).astype(int), 0, shape - 1))]) for p in keep_at} - {0}
+    return np.isin(lab, list(hit)) if hit else out
+
+
+def group_clicks(image, clicks, negative=(), *, spacing=None, rgb: bool | None = None,
+                 modality: str | None = None) -> list[dict]:
+    """Clicks → lesions: [{"centre", "positive", "negative"}]. A click starts a new lesion unless it falls near
+    an earlier lesion's box (its click box grown by half on every side, same slice): then it refines that lesion
+    (a positive click outside the mask grows it). Each negative click refines the lesion whose grown box holds
+    it, the nearest centre when none does."""
+    from .click_size import lesion_diameter
+
+    img, sp = _checked_2d(image, spacing, rgb)
+    lesions: list[dict] = []
+
+    def near(les, p):
+        if img.ndim == 3 and int(round(p[0])) != int(round(les["centre"][0])):
+            return False
+        lo, hi = les["box"]
+        grow = 0.5 * (hi - lo)
+        return bool(np.all(p[-2:] >= lo - grow) and np.all(p[-2:] <= hi + grow))
+
+    for p in _points(clicks, img.shape, "Click"):
+        owner = next((les for les in lesions if near(les, p)), None)
+        if owner is not None:
+            owner["positive"].append(p)
+            continue
+        plane = img if img.ndim == 2 else img[int(round(p[0]))]
+        d = lesion_diameter(plane, p[-2:], sp[-2:], modality) or 0.0
+        lesions.append({"centre": p, "positive": [], "negative": [], "box": click_box(p, d, sp, (), plane.shape)})
+    for n in _points(negative, img.shape, "Negative click"):
+        if not lesions:
+            break
+        owner = next((les for les in lesions if near(les, n)), None)
+        if owner is None:
+            owner = min(lesions, key=lambda les: float(np.hypot(*((n - les["centre"]) * sp))))
+        owner["negative"].append(n)
+    return lesions
+
+
+def clicks_to_labels(image, clicks, negative=(), *, spacing=None, rgb: bool | None = None, method: str = "auto",
+                     modality: str | None = None, progress=None, cancelled=None) -> np.ndarray:
+    """Label image: lesion i (1-based) at each click on a lesion's centre, refined by the clicks near it.
+
+    The one function behind the Annotations dock's "lesion at each click" and `lesionseg points-to-masks
+    --prompt`: positive clicks (a Points layer) grouped into lesions by `group_clicks`, negative clicks (another
+    layer) cut; every lesion by `click_to_mask`. Earlier lesions keep their pixels."""
+    from ..errors import Cancelled
+    from .lines import _spatial
+
+    if not len(clicks):
+        raise LesionSegError("There are no clicks: click on the centre of each lesion (Points layer).")
+    lesions = group_clicks(image, clicks, negative, spacing=spacing, rgb=rgb, modality=modality)
+    labels = np.zeros(_spatial(image, rgb).shape, np.int32)
+    for i, les in enumerate(lesions):
+        if cancelled is not None and cancelled():
+            raise Cancelled()
+        try:
+            m = click_to_mask(image, les["centre"], spacing=spacing, positive=les["positive"],
+                              negative=les["negative"], rgb=rgb, method=method, modality=modality)
+        except LesionSegError as e:
+            raise LesionSegError(f"Lesion {i + 1} (click at {np.round(les['centre'], 1).tolist()}): {e}") from None
+        labels[m & (labels == 0)] = i + 1
+        if progress is not None:
+            progress(i + 1, len(lesions))
+    return labels
 
 
 def boxes_to_labels(image, boxes: Sequence[tuple[np.ndarray, np.ndarray]], *, spacing=None, rgb: bool | None = None,
