@@ -76,7 +76,10 @@ def check_paths(cfg: TrainConfig, config_path: str | None) -> None:
 
 def run(args) -> int:
     from ..core.training.loop import train
+    from .finetune_prompt import is_prompt_base, run_from_train
 
+    if is_prompt_base(args.base):  # a prompt network (line / box → mask): its own short fine-tuning
+        return run_from_train(args)
     cfg = config_from_args(args)
     check_paths(cfg, args.config)
 

@@ -173,6 +173,12 @@ def network_for(modality: str | None) -> str | None:
     return None
 
 
+def check_prompt_model(name: str) -> str:
+    """`name` when it is an installed prompt network (shipped or fine-tuned), else a clear LesionSegError."""
+    load_line_model(name)
+    return name
+
+
 def line_model_available(name: str | None = None) -> bool:
     return prompt_card_path(name or installed_model()) is not None
 

@@ -22,7 +22,7 @@ from .prompt_samples import FULL_TRAINING_MIX, Lesion, components, lesions_from_
 
 MIN_LESION_PX = 30
 """Components of a corrected mask smaller than this are specks, not lesions (as in the full training)."""
-DEFAULT_STEPS = 300
+DEFAULT_STEPS = 200
 DEFAULT_LR = 3e-4
 """A tenth of the full training's peak rate: the network adapts without forgetting what it knew."""
 DEFAULT_BATCH = 8
