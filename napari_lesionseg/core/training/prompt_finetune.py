@@ -86,7 +86,8 @@ def lesions_from_masks(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]
     return out
 
 
-def _read_folders(images: str | Path, masks: str | Path, report=None):
+def read_mask_folders(images: str | Path, masks: str | Path, report=None):
+    """(images, masks, names) of the image/mask pairs of two folders (files matched by name)."""
     from .data import load_folder
 
     cases = load_folder(images, masks, report=report)
@@ -124,26 +125,30 @@ def _train(net, lesions: list[Lesion], steps: int, lr: float, batch: int, seed: 
     return float(np.mean(recent)) if recent else float("nan")
 
 
-def finetune_prompt_model(base: str, images, masks, name: str, steps: int = DEFAULT_STEPS,
+def finetune_prompt_model(base: str, images, masks, name: str, steps: int | None = None,
                           progress: Callable[[int, int], None] | None = None,
                           cancelled: Callable[[], bool] | None = None, *, lr: float = DEFAULT_LR,
                           batch: int = DEFAULT_BATCH, seed: int = 0, names: Sequence[str] | None = None,
-                          data_note: str = "", output_dir: str | Path | None = None, threads: int = 1):
+                          data_note: str = "", output_dir: str | Path | None = None, threads: int = 1,
+                          notify: bool = True):
     """Fine-tune the prompt network `base` on corrected masks and publish it as prompt card `name` (a free name:
-    `name-2` when taken). images/masks: two folders of files with matching names, or two lists of arrays.
-    progress(step, steps); cancelled() → Cancelled, nothing written. Returns the published `ModelCard`."""
+    `name-2` when taken) after `steps` (default DEFAULT_STEPS) steps. images/masks: two folders of files with matching names, or two lists of arrays.
+    progress(step, steps); cancelled() → Cancelled, nothing written. notify: tell the registry's listeners (a
+    dock running this in a thread passes False and calls `registry.notify` in the GUI thread). Returns the
+    published `ModelCard`."""
     import torch
 
     from ..annotations.line_model import load_line_model
     from ..names import check_model_name
 
     name = check_model_name(name)
+    steps = DEFAULT_STEPS if steps is None else int(steps)
     if steps < 1:
         raise LesionSegError(f"Fine-tuning needs at least one step, not {steps}.")
     base_path, base_card = base_prompt_card(base)
     if isinstance(images, (str, Path)) or isinstance(masks, (str, Path)):
         data_note = data_note or f"{Path(images).name} / {Path(masks).name}"
-        images, masks, names = _read_folders(images, masks)
+        images, masks, names = read_mask_folders(images, masks)
     lesions = lesions_from_masks(images, masks, names)
     net = _copy_of(load_line_model(base_card["name"], str(base_path.parent))[0])
     threads_before = torch.get_num_threads()
@@ -154,7 +159,7 @@ def finetune_prompt_model(base: str, images, masks, name: str, steps: int = DEFA
     finally:
         torch.set_num_threads(threads_before)
     card = _finetuned_card(base_card, name, lesions, steps, lr, batch, seed, loss, time.time() - t0, data_note)
-    return publish_prompt_model(net, card, output_dir)
+    return publish_prompt_model(net, card, output_dir, notify)
 
 
 def _copy_of(net):
@@ -166,7 +171,8 @@ def _copy_of(net):
 def _finetuned_card(base: dict, name: str, lesions: list[Lesion], steps: int, lr: float, batch: int, seed: int,
                     loss: float, seconds: float, data_note: str) -> dict:
     n_images = len({l.patient for l in lesions})
-    card = {k: v for k, v in base.items() if k not in ("metrics", "notes", "n_train_lesions", "epochs", "train_seconds")}
+    dropped = ("metrics", "notes", "n_train_lesions", "epochs", "train_seconds")
+    card = {k: v for k, v in base.items() if k not in dropped}
     card.update({
         "name": name, "parent": base["name"],
         "training_data": f"fine-tuned from {base['name']} ({base.get('training_data', '')}) on {len(lesions)} "
@@ -183,7 +189,8 @@ def _finetuned_card(base: dict, name: str, lesions: list[Lesion], steps: int, lr
     return card
 
 
-def publish_prompt_model(net, card: dict, output_dir: str | Path | None = None) -> "ModelCard":  # noqa: F821
+def publish_prompt_model(net, card: dict, output_dir: str | Path | None = None,
+                         notify: bool = True) -> "ModelCard":  # noqa: F821
     """Weights then card, each written atomically, under a name no other model has (the card last, so a half-written
     model is never listed); the registry's listeners are told."""
     from ..models.build import save_weights
@@ -201,5 +208,6 @@ def publish_prompt_model(net, card: dict, output_dir: str | Path | None = None) 
     ModelCard.from_dict(card)  # the card must read back before anything is written
     _atomic_write_bytes(out / card["weights"], lambda p: save_weights(net, p))
     _atomic_write_bytes(out / f"{name}.json", lambda p: p.write_text(json.dumps(card, indent=2)))
-    registry.notify(name)
+    if notify:
+        registry.notify(name)
     return ModelCard.read(out / f"{name}.json")
