@@ -86,7 +86,11 @@ class PromptFinetuneJob:
         d.cancel_btn.setEnabled(True)
         d.cancel_btn.clicked.connect(self.cancel)
         d.progress.setValue(0)
-        d.status.setText(f"Fine-tuning the prompt network {self.base.name} on {n} corrected mask(s)…")
+        from ..core.training import prompt_finetune as pf
+
+        d.status.setText(f"Fine-tuning the prompt network {self.base.name} on {n} corrected mask(s): "
+                         f"{pf.DEFAULT_STEPS} steps at learning rate {pf.DEFAULT_LR:g}, as `lesionseg "
+                         "finetune-prompt` (the epochs, batch and loss above are for whole-image models)…")
 
     def _on_step(self, step: int, total: int) -> None:
         self.dock.progress.setValue(int(1000 * step / max(total, 1)))
