@@ -105,7 +105,9 @@ def main() -> int:
         times = []
 
         def progress(ev):
-            if ev["kind"] == "batch":
+            from napari_lesionseg.core.training.events import BatchDone
+
+            if isinstance(ev, BatchDone):
                 times.append(time.perf_counter())
 
         k = len(list(tmp.glob("run*")))

@@ -53,7 +53,7 @@ from napari_lesionseg.core.models.card import ModelCard  # noqa: E402
 from napari_lesionseg.core.models.registry import ModelRegistry, shipped_models_dir  # noqa: E402
 from napari_lesionseg.core.training.config import TrainConfig  # noqa: E402
 from napari_lesionseg.core.training.data import load_folder, split_by_group  # noqa: E402
-from napari_lesionseg.core.training.publish import write_json_atomic  # noqa: E402
+from napari_lesionseg.core.io.atomic import write_text_atomic  # noqa: E402
 
 MIAS_PIXEL_MM = 0.2  # mini-MIAS: 200 µm pixels (data README)
 
@@ -241,7 +241,7 @@ def main() -> None:
                 metrics = data.setdefault("metrics", {})
                 metrics.setdefault("external", {}).update(blocks)
                 mark_selection_split(metrics)
-                write_json_atomic(path, data)
+                write_text_atomic(path, json.dumps(data, indent=2))
                 os.chmod(path, 0o644)
                 print(f"  → {path}")
         return
@@ -266,7 +266,7 @@ def main() -> None:
             data.setdefault("metrics", {}).update(metrics)
             if "external" in data["metrics"]:
                 mark_selection_split(data["metrics"])
-            write_json_atomic(path, data)
+            write_text_atomic(path, json.dumps(data, indent=2))
             os.chmod(path, 0o644)
             print(f"  → {path}")
 

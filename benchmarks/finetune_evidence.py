@@ -82,9 +82,11 @@ def main() -> int:
                   output_dir=str(out_dir), seed=args.seed, early_stopping=0)
 
     def log(ev):
-        if ev["kind"] == "epoch":
-            print(f"  epoch {ev['epoch']}: loss {ev['loss']:.3f} val Dice {ev.get('val_dice', float('nan')):.3f} "
-                  f"({ev['minutes']:.1f} min)", flush=True)
+        from napari_lesionseg.core.training.events import EpochDone
+
+        if isinstance(ev, EpochDone):
+            print(f"  epoch {ev.epoch}: loss {ev.loss:.3f} val Dice {ev.metrics.get('val_dice', float('nan')):.3f} "
+                  f"({ev.minutes:.1f} min)", flush=True)
 
     print("training the benign-only base model…", flush=True)
     base_cfg = TrainConfig(name="busi-benign-only", epochs=200, max_minutes=args.base_minutes, learning_rate=2e-3,

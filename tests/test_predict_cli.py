@@ -223,7 +223,7 @@ def three_class_model(tmp_path_factory) -> Path:
                       fit="tile", patch_size=[64, 64], normalisation={"kind": "range", "max": 255},
                       encoder="resnet18", decoder_channels=[32, 16, 8, 8, 4], epochs=10, batch_size=8,
                       learning_rate=5e-3, val_fraction=0.2, early_stopping=0, output_dir=str(out),
-                      checkpoint_dir=str(out / ".ckpt"), augment=["flip"], num_threads=1)
+                      checkpoint_dir=str(out / ".ckpt"), augment=["flip"], num_threads=1, precision="fp32")
     result = train(cfg, cases=cases, resume=False)
     assert result.card is not None and result.card.multiclass
     return result.card.path

@@ -143,7 +143,7 @@ def test_train_dock_fine_tunes_a_prompt_network_that_the_annotations_dock_offers
     assert [(im.name, lab.name) for im, lab in train.checked_pairs()] == [(f"scan{i}", f"scan{i} mask")
                                                                           for i in range(3)]
     train.start()  # the dock's own button path: a thread, progress and the registry told in the GUI thread
-    qtbot.waitUntil(lambda: getattr(train, "prompt_job", None) is not None and train.start_btn.isEnabled(),
+    qtbot.waitUntil(lambda: getattr(train, "prompt_job", None) is not None and not train.prompt_job.jobs.running(),
                     timeout=120000)
     job = train.prompt_job
     assert job.card is not None and job.card.name == "from-dock" and job.card.kind == "prompt"

@@ -7,6 +7,7 @@ import sys
 
 from ..core.training.config import TrainConfig
 from ..core.training.losses import LOSSES
+from ..core.training.hooks import TrainerHooks
 
 
 def add_parser(sub) -> None:
@@ -49,11 +50,13 @@ def config_from_args(args) -> TrainConfig:
         return TrainConfig.from_file(args.config, **overrides)
     from ..core.errors import LesionSegError
 
+    from ..core.training.defaults import with_modality_defaults
+
     missing = [k for k in ("images", "masks", "modality", "name") if k not in overrides]
     if missing:
         raise LesionSegError("train needs " + ", ".join("--" + m.replace("_", "-") for m in missing)
                              + " (or a --config file).")
-    return TrainConfig.from_dict(overrides)
+    return TrainConfig.from_dict(with_modality_defaults(overrides))  # the Fine-tune dock's from-scratch model
 
 
 def check_paths(cfg: TrainConfig, config_path: str | None) -> None:
@@ -74,6 +77,18 @@ def check_paths(cfg: TrainConfig, config_path: str | None) -> None:
                   folders=("--output-dir", "the model folder", "--checkpoint-dir", "the checkpoint folder"))
 
 
+class ConsolePrinter(TrainerHooks):
+    """Prints the log lines and one line per epoch (loss, validation metrics, minutes)."""
+
+    def on_log(self, trainer, event) -> None:
+        print(event.message, flush=True)
+
+    def on_epoch_end(self, trainer, event) -> None:
+        extra = " ".join(f"{k}={v:.3f}" for k, v in event.metrics.items()
+                         if k.startswith("val_") and isinstance(v, float))
+        print(f"epoch {event.epoch}: loss={event.loss:.4f} {extra} ({event.minutes:.1f} min)", flush=True)
+
+
 def run(args) -> int:
     from ..core.training.loop import train
     from .finetune_prompt import is_prompt_base, run_from_train
@@ -82,18 +97,9 @@ def run(args) -> int:
         return run_from_train(args)
     cfg = config_from_args(args)
     check_paths(cfg, args.config)
-
-    def show(ev: dict) -> None:
-        if args.quiet:
-            return
-        if ev["kind"] == "epoch":
-            extra = " ".join(f"{k}={v:.3f}" for k, v in ev.items() if k.startswith("val_") and isinstance(v, float))
-            print(f"epoch {ev['epoch']}: loss={ev['loss']:.4f} {extra} ({ev['minutes']:.1f} min)", flush=True)
-        elif ev["kind"] == "log":
-            print(ev["message"], flush=True)
-
     stop = _graceful_stop()
-    result = train(cfg, progress=show, cancelled=stop.is_set, resume=not args.no_resume)
+    result = train(cfg, cancelled=stop.is_set, resume=not args.no_resume,
+                   hooks=[] if args.quiet else [ConsolePrinter()])
     if result.card is None:
         import os
 

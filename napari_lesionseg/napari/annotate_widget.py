@@ -6,14 +6,14 @@ grow/shrink a mask (positive clicks in the chosen layer, negative clicks in a se
 
 Annotations drawn on a scaled image (mm) live in world coordinates: every vertex goes through
 `annotation_layer.data_to_world` then `image_layer.world_to_data`, so scale/translate mismatches between layers do
-not matter. Work runs in a thread_worker (cancellable); the result is a Labels layer with the image's scale and
+not matter. Work runs through the docks' worker helper (`_worker.DockJobs`: progress in the dock and napari's
+activity dialog, cancellable from either); the result is a Labels layer with the image's scale and
 metadata, or — when written into an existing Labels layer — an undoable edit (Ctrl+Z).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -27,8 +27,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import Cancelled, LesionSegError
-from .layer_utils import derived_layer_kwargs, layer_spacing
+from ..core.errors import LesionSegError
+from ._worker import DockJobs
+from .layer_utils import derived_layer_kwargs
+from .scan_adapter import scan_from_layer
 from .layer_combo import LayerCombo
 
 LINE_METHODS = {"auto (learned in 2D, 3D random walker)": "auto", "learned (line-prompted U-Net)": "learned",
@@ -69,21 +71,13 @@ AUTO_NETWORK = "automatic (for the image)"
 """Network choice: the shipped prompt network for the image's modality (`line_model.network_for`)."""
 
 
-class _Signals(QObject):
-    step = Signal(int, int)  # emitted from the worker thread, delivered in the GUI thread
-
-
 class AnnotateWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         from napari.layers import Image, Labels, Points, Shapes
 
         self.viewer = napari_viewer
-        self.worker = None
         self.last_result = None
-        self._cancel = False
-        self._signals = _Signals()
-        self._signals.step.connect(self._on_step)
         self.ann_combo = LayerCombo(napari_viewer, (Shapes, Points))
         self.image_combo = LayerCombo(napari_viewer, (Image,))
         self.neg_combo = LayerCombo(napari_viewer, (Points,), optional=True)
@@ -134,8 +128,6 @@ class AnnotateWidget(QWidget):
         self.run_btn = QPushButton("Make mask")
         self.run_btn.clicked.connect(lambda: self.run())
         self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.cancel_btn.clicked.connect(self.cancel)
         self.clicks_btn = QPushButton("Add click layers")
         self.clicks_btn.setToolTip("Add 'positive clicks' and 'negative clicks' Points layers on the image")
         self.clicks_btn.clicked.connect(self.add_click_layers)
@@ -158,6 +150,14 @@ class AnnotateWidget(QWidget):
         self.ann_combo.currentIndexChanged.connect(self._update_enabled)
         self.mode_combo.currentIndexChanged.connect(self._update_enabled)
         self._update_enabled()
+        self.jobs = DockJobs(self, progress_bar=self.progress, cancel_button=self.cancel_btn,
+                             start_buttons=(self.run_btn,), status=self.status, hide_progress=True,
+                             on_progress=self._on_step)
+
+    @property
+    def worker(self):
+        """The running job's napari worker, else None."""
+        return self.jobs.worker
 
     # ------------------------------------------------------------------------------ helpers
 
@@ -213,7 +213,8 @@ class AnnotateWidget(QWidget):
         if image is None:
             raise LesionSegError("Choose the image the annotations were drawn on.")
         data, nd = image_array(image)
-        spacing = layer_spacing(image, nd)[0]
+        scan = scan_from_layer(image)  # the core's input, as `lesionseg lines-to-masks` reads it
+        spacing = tuple(scan.geometry.spacing)
         point = tuple(self.viewer.dims.point)
         shape = data.shape[:nd] if not image.rgb else data.shape[:-1]
         if isinstance(ann, Shapes):
@@ -222,7 +223,7 @@ class AnnotateWidget(QWidget):
             shapes = [ann_core.Shape(i, t, to_image_voxels(v, ann, image, nd, point))
                       for i, (v, t) in enumerate(zip(ann.data, ann.shape_type))]
             method = LINE_METHODS[self.method_combo.currentText()]
-            modality = (image.metadata.get("lesionseg", {}) or {}).get("modality")
+            modality = scan.modality or None
             chosen = self.network_combo.currentText()
             model = None if chosen in ("", AUTO_NETWORK) else chosen
 
@@ -269,69 +270,32 @@ class AnnotateWidget(QWidget):
 
     def run(self, blocking: bool = False):
         """Start the conversion (in a thread unless blocking); returns the worker or, blocking, the new layer."""
-        from napari.qt.threading import thread_worker
         from napari.utils.notifications import show_error
-
-        from ._jobs import on_result, returning_errors
 
         try:
             job, name, image = self._job()
+            if blocking:
+                return self._show(job(None, lambda: False), name, image)
         except LesionSegError as e:
             self.status.setText(str(e))
             show_error(str(e))
             return None
-        self._cancel = False
-        if blocking:
-            try:
-                result = job(None, lambda: False)
-            except LesionSegError as e:
-                self.status.setText(str(e))
-                show_error(str(e))
-                return None
-            return self._show(result, name, image)
-
-        @thread_worker
-        @returning_errors
-        def work():
-            return job(self._signals.step.emit, lambda: self._cancel)
-
-        worker = work()
-        worker.returned.connect(on_result(lambda r: self._show(r, name, image), self._failed))
-        worker.finished.connect(self._finished)
-        self.run_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self.progress.setVisible(True)
-        self.progress.setRange(0, 0)
         self.status.setText("Working…")
-        self.worker = worker
-        worker.start()
-        return worker
+        ctx = self.jobs.context
+        return self.jobs.start(job, ctx.progress, ctx.cancelled, desc=f"Make mask: {name}",
+                               done=lambda r: self._show(r, name, image), cancelled=self._cancelled)
 
     def _on_step(self, i, n):
-        self.progress.setRange(0, n)
-        self.progress.setValue(i)
         self.status.setText(f"Lesion {i} of {n} done…")
 
     def cancel(self):
-        self._cancel = True
-        self.status.setText("Cancelling…")
+        self.jobs.cancel()
 
-    def _failed(self, e):
-        from napari.utils.notifications import show_error, show_info
+    def _cancelled(self):
+        from napari.utils.notifications import show_info
 
-        if isinstance(e, Cancelled):
-            self.status.setText("Cancelled.")
-            show_info("Cancelled.")
-            return
-        msg = str(e) if isinstance(e, LesionSegError) else f"Unexpected error: {e!r}"
-        self.status.setText(msg)
-        show_error(msg)
-
-    def _finished(self):
-        self.run_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
-        self.progress.setVisible(False)
-        self.worker = None
+        self.status.setText("Cancelled.")
+        show_info("Cancelled.")
 
     def _show(self, result, name, image):
         data, kind = result

@@ -1,7 +1,8 @@
 """Histology dock: H&E deconvolution, Macenko normalisation to a reference, mitosis heatmaps and counts.
 
 All computation is in `napari_lesionseg.core.histology`; new layers sit on their source (same scale,
-translate and Geometry metadata). Normalisation runs in a worker thread (a 1000x1000 tile takes ~2 s).
+translate and Geometry metadata). Normalisation runs through the docks' worker helper (`_worker.DockJobs`; a
+1000x1000 tile takes ~2 s); the layers are read on the GUI thread, only arrays go to the worker.
 Counting per high-power field needs the pixel size: it is the layer's spacing in mm (40x ≈ 0.00025 mm).
 """
 
@@ -21,7 +22,7 @@ from qtpy.QtWidgets import (
 
 from ..core import histology as H
 from ..core.errors import LesionSegError
-from ..core.geometry import geometry_from_metadata
+from ._worker import DockJobs
 from .layer_utils import derived_layer_kwargs
 from .layer_combo import LayerCombo
 
@@ -40,9 +41,10 @@ def _rgb_array(layer) -> np.ndarray:
 
 
 def _pixel_mm(layer) -> float:
-    geom = geometry_from_metadata(layer.metadata)
-    sp = geom.spacing if geom is not None else tuple(layer.scale)
-    return float(np.mean(sp[-2:]))
+    """The layer's pixel size in mm (its Geometry, else its scale), through the one layer -> Scan adapter."""
+    from .scan_adapter import layer_geometry_or_default
+
+    return float(np.mean(layer_geometry_or_default(layer).spacing[-2:]))
 
 
 class HistologyWidget(QWidget):
@@ -51,7 +53,6 @@ class HistologyWidget(QWidget):
         from napari.layers import Image, Labels, Points
 
         self.viewer = napari_viewer
-        self._worker = None
         try:
             from .autosave import ensure_autosave
 
@@ -112,6 +113,8 @@ class HistologyWidget(QWidget):
         lay.addWidget(pts)
         lay.addWidget(self.result)
         lay.addStretch(1)
+        self.jobs = DockJobs(self, start_buttons=(self.norm_btn,), status=self.result,
+                             failure_prefix="Normalisation failed")
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -148,14 +151,14 @@ class HistologyWidget(QWidget):
         self.result.setText("Haematoxylin (nuclei, blue) and eosin (pink) concentrations added.")
         return hl, el
 
-    def _normalised(self, layer, ref_layer):
-        return H.macenko_normalize(_rgb_array(layer), _rgb_array(ref_layer))
+    @property
+    def _worker(self):
+        return self.jobs.worker
 
     def _add_normalised(self, out, layer, ref_layer):
         kw = derived_layer_kwargs(layer, f"{layer.name} normalised to {ref_layer.name}")
         new = self.viewer.add_image(out, rgb=True, **kw)
         self.result.setText(f"'{layer.name}' re-stained with the stain vectors of '{ref_layer.name}' (Macenko).")
-        self.norm_btn.setEnabled(True)
         return new
 
     def normalise(self, blocking: bool = True):
@@ -168,30 +171,16 @@ class HistologyWidget(QWidget):
             self._error(LesionSegError("Choose a reference tile other than the image itself (open one, or a tile "
                                        "stained the way your model expects)."))
             return None
-        if blocking:
-            try:
-                return self._add_normalised(self._normalised(layer, ref), layer, ref)
-            except LesionSegError as err:
-                self._error(err)
-                return None
-        from napari.qt.threading import thread_worker
-
-        from ._jobs import on_result, returning_errors
-
-        worker = thread_worker(returning_errors(self._normalised))(layer, ref)
-        worker.returned.connect(on_result(lambda out: self._add_normalised(out, layer, ref), self._on_worker_error))
-        self.norm_btn.setEnabled(False)
-        self.result.setText("Normalising…")
-        self._worker = worker
-        worker.start()
-        return worker
-
-    def _on_worker_error(self, err):
-        self.norm_btn.setEnabled(True)
-        if isinstance(err, LesionSegError):
+        try:
+            image, reference = _rgb_array(layer), _rgb_array(ref)  # layers are read here, never in the worker
+            if blocking:
+                return self._add_normalised(H.macenko_normalize(image, reference), layer, ref)
+        except LesionSegError as err:
             self._error(err)
-        else:
-            self._error(RuntimeError(f"Normalisation failed: {type(err).__name__}: {err}"))
+            return None
+        self.result.setText("Normalising…")
+        return self.jobs.start(H.macenko_normalize, image, reference, desc=f"Normalise {layer.name}",
+                               done=lambda out: self._add_normalised(out, layer, ref))
 
     # ------------------------------------------------------------------------------------------ points
 

@@ -1,7 +1,8 @@
 """Measure dock: a table of the lesions of a Labels layer; click a row to jump to that lesion; export CSV.
 
 The numbers come from `napari_lesionseg.core.measure` (RECIST long/short axis on the slice where each lesion is
-largest, area or volume from the layer's Geometry spacing, or its `scale` when it has none). "Draw diameters"
+largest, area or volume from the layer's Geometry spacing, or its `scale` when it has none): `measure_lesions`,
+the function `lesionseg measure` calls. "Draw diameters"
 adds the two axes of every lesion as a Shapes layer, so a clinician can check what was measured.
 """
 
@@ -26,7 +27,8 @@ from qtpy.QtWidgets import (
 from ..core.errors import LesionSegError
 from ..core.geometry import geometry_from_metadata
 from ..core.measure import default_table_path, measure_lesions, measurements_to_rows, write_measurements_csv
-from ._jobs import on_result, returning_errors, written_or_reported
+from ._jobs import written_or_reported
+from ._worker import DockJobs
 from .layer_combo import NONE, LayerCombo
 from .layer_utils import layer_source_path, layer_spacing, refuse_overwriting_open_inputs
 from ._scroll import WrappedLabel, scrolling_layout
@@ -39,7 +41,6 @@ class MeasureWidget(QWidget):
         self.viewer = napari_viewer
         self.measurements: list = []
         self._measured_layer = None
-        self._worker = None
         self._spacing_known = True
         try:
             from .autosave import ensure_autosave
@@ -99,6 +100,12 @@ class MeasureWidget(QWidget):
         napari_viewer.layers.selection.events.active.connect(self._on_active)
         self._on_active()
         self._auto_pick_images()
+        self.jobs = DockJobs(self, start_buttons=(self.measure_btn,), status=self.status,
+                             failure_prefix="Measuring failed")
+
+    @property
+    def _worker(self):
+        return self.jobs.worker
 
     # ------------------------------------------------------------------------------------------ choices
 
@@ -173,27 +180,14 @@ class MeasureWidget(QWidget):
 
     def measure_async(self):
         """What the Measure button does: the same in a worker thread (a full volume takes about a second)."""
-        from napari.qt.threading import thread_worker
-
         try:
             layer, kwargs, known = self._inputs()
         except LesionSegError as e:
             self._show_error(e)
             return None
-        worker = thread_worker(returning_errors(measure_lesions))(**kwargs)
-        worker.returned.connect(on_result(lambda res: self._apply(layer, res, known), self._on_error))
-        worker.finished.connect(lambda: self.measure_btn.setEnabled(True))
-        self.measure_btn.setEnabled(False)
         self.status.setText(f"Measuring '{layer.name}'…")
-        self._worker = worker
-        worker.start()
-        return worker
-
-    def _on_error(self, err) -> None:
-        if isinstance(err, LesionSegError):
-            self._show_error(err)
-        else:
-            self._show_error(RuntimeError(f"Measuring failed: {err}"))
+        return self.jobs.start(lambda: measure_lesions(**kwargs), desc=f"Measure {layer.name}",
+                               done=lambda res: self._apply(layer, res, known))
 
     def _apply(self, layer, results, known) -> list:
         self.measurements = results

@@ -1,7 +1,8 @@
 """Open from PACS…: a small magicgui form that lists a PACS's studies and series over DICOMweb, opens a series in the
 viewer with its geometry (a DICOM SEG series opens as Labels on its source series: the one already open, else the
 source is fetched too), and stores the selected mask back to the same study as a DICOM SEG with its measurement
-report. Every request runs in a thread worker (the viewer never stalls); the password and token fields are masked
+report. Every request runs through the docks' worker helper (`_worker.DockJobs`: the viewer never stalls, napari's
+activity dialog shows it, closing waits for it); the password and token fields are masked
 and never shown in messages (`core/io/dicomweb.py` does the work)."""
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ class PacsWidget(Container):
         self.study.changed.connect(lambda *_: self._run(self.list_series, self._show_series))
         self.open_btn.changed.connect(lambda *_: self._run(self.fetch_selected, self.add_scans))
         self.store_btn.changed.connect(lambda *_: self._store_active())
-        self._worker = None
+        from ._worker import DockJobs
+
+        self.jobs = DockJobs(self.native, status=self.status, failure_prefix="PACS request failed")
+
+    @property
+    def _worker(self):
+        return self.jobs.worker
 
     # -- the work (synchronous; the buttons run it in a worker) -------------------------------------------
     def login(self):
@@ -94,17 +101,25 @@ class PacsWidget(Container):
 
     def store(self, layer) -> list:
         """Store `layer` (a mask of a DICOM scan) as SEG + measurement report in its study; returns the objects."""
-        from ..core.geometry import geometry_from_metadata
-        from ..core.io.dicomweb import closing, store_mask
-        from .dicom_export import is_dicom_layer, seg_options_from_metadata
+        return self._store_mask(*self._mask_to_store(layer))
 
+    @staticmethod
+    def _mask_to_store(layer) -> tuple:
+        """(mask copy, Geometry, SEG options) of a Labels layer, read on the GUI thread."""
         import numpy as np
+
+        from ..core.geometry import geometry_from_metadata
+        from .dicom_export import is_dicom_layer, seg_options_from_metadata
 
         if not is_dicom_layer(layer):
             raise LesionSegError("Select a mask of a DICOM scan (a series opened from the PACS or from DICOM files).")
+        return np.array(layer.data), geometry_from_metadata(layer.metadata), seg_options_from_metadata(layer.metadata)
+
+    def _store_mask(self, mask, geometry, options: dict) -> list:
+        from ..core.io.dicomweb import closing, store_mask
+
         with closing(self._client()) as client:
-            return store_mask(client, np.asarray(layer.data), geometry_from_metadata(layer.metadata),
-                              **seg_options_from_metadata(layer.metadata))
+            return store_mask(client, mask, geometry, **options)
 
     # -- showing results ----------------------------------------------------------------------------------
     def _show_studies(self, studies: list[dict]) -> None:
@@ -146,7 +161,13 @@ class PacsWidget(Container):
         if not isinstance(getattr(layer, "__wrapped__", layer), Labels):
             show_error("Select the mask (a Labels layer) to store.")
             return
-        self._run(lambda: self.store(layer), self._stored)
+        try:
+            mask = self._mask_to_store(layer)
+        except LesionSegError as e:
+            self.status.value = str(e)
+            show_error(str(e))
+            return
+        self._run(lambda: self._store_mask(*mask), self._stored)
 
     def _stored(self, objects: list) -> None:
         from napari.utils.notifications import show_info
@@ -157,14 +178,11 @@ class PacsWidget(Container):
         self.status.value = f"Stored SEG {seg.SOPInstanceUID}."
 
     def _run(self, work, done) -> None:
-        from napari.qt.threading import create_worker
-        from napari.utils.notifications import show_error
+        """One request at a time: a click while the PACS has not answered yet is said, not queued."""
+        from napari.utils.notifications import show_info
 
-        def failed(e):
-            message = str(e) if isinstance(e, LesionSegError) else f"PACS request failed: {type(e).__name__}: {e}"
-            self.status.value = message
-            show_error(message)
-
+        if self.jobs.running():
+            show_info("Still waiting for the PACS to answer the last request; try again when it has.")
+            return
         self.status.value = "Talking to the PACS…"
-        # errored given at creation: napari then does not re-raise the error in the GUI thread as well.
-        self._worker = create_worker(work, _connect={"returned": done, "errored": failed})
+        self.jobs.start(work, desc="PACS request", done=done)

@@ -1,21 +1,24 @@
 """The Segment dock: pick an image and a model, click Segment, move the threshold, correct, export.
 
-Inference runs in a napari thread worker (progress bar, Cancel); the probabilities are kept, so the threshold slider
-only re-thresholds them into the existing Labels layer — it never runs the model again (cellpose-napari's lesson).
+The image layer becomes a `Scan` through `scan_adapter.scan_from_layer`, and the model runs through the core's
+`check_fit` / `predict_scan` — the functions `lesionseg predict` calls, so dock and CLI give the same mask and refuse
+the same images (a model made for another kind of image runs as with `--force`, the CLI's refusal said as a
+warning: picking the model in the dock is the user's choice). Inference runs in the docks' one worker helper
+(`_worker.DockJobs`: progress in the dock and in napari's activity dialog, Cancel from either or from the status
+bar). The probabilities are kept, so the threshold slider only re-thresholds them into the existing Labels layer —
+it never runs the model again (cellpose-napari's lesson).
 Once the mask has been painted on, slider moves no longer overwrite it unless the user asks.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QEvent, QObject, Qt, Signal
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -32,20 +35,21 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.checks import replace_non_finite
-from ..core.errors import Cancelled, LesionSegError
+from ..core.errors import LesionSegError
 from ..core.geometry import geometry_from_metadata, spacing_from_ruler, with_given_spacing
 from ..core.inference.device import available_devices
 from ..core.inference.threshold import PostProcessing, apply_threshold
+from ..core.io.scan import Scan
 from ..core.models import default_registry
-from ._jobs import JobFailed, written_or_reported
+from ..core.models.card import ModelCard
+from ._jobs import written_or_reported
 from ._scroll import WrappedLabel, scrolling_layout
 from .dicom_export import EDITED_KEY, is_dicom_layer, seg_options_from_metadata
+from ._worker import JOIN_TIMEOUT_S, DockJobs  # noqa: F401 - JOIN_TIMEOUT_S: how long closing waits
 from .layer_utils import derived_layer_kwargs, layer_spacing, refuse_overwriting_open_inputs
+from .scan_adapter import scan_from_layer
 
 SCOPES = ("Current slice", "Whole volume", "Whole image / slide")
-JOIN_TIMEOUT_S = 20.0
-"""How long closing napari waits for a cancelled Segment run to stop (it stops within one batch)."""
 RULER_LAYER = "ruler"
 UNKNOWN_PIXEL_SIZE = "Pixel size unknown — sizes in pixels. State it below, or put two ruler points a known " \
                      "distance apart (e.g. on the depth scale)."
@@ -61,7 +65,7 @@ class Segmentation:
     """What one Segment run produced: kept probabilities and the layers showing them."""
 
     image_layer: Image
-    card: object
+    card: ModelCard
     probs: np.ndarray
     """(Z, Y, X) / (Y, X) foreground probabilities, or (K, ...) for multi-class models."""
     prob_layer: Image
@@ -74,38 +78,36 @@ class Segmentation:
     """Normalisation statistics of the whole volume, so every slice of one run is normalised alike."""
 
 
-class _Bridge(QObject):
-    """Carries progress from the worker thread to the GUI thread (queued signal)."""
+@dataclass
+class SegmentJob:
+    """One Segment run, read on the GUI thread and handed to the worker (which must not touch layers)."""
 
-    progress = Signal(int, int)
-    notice = Signal(str)
+    card: ModelCard
+    model_name: str
+    device: str
+    scan: Scan
+    """The image as the core takes it (`scan_from_layer`), as `lesionseg predict` would have read it."""
+    scope: str
+    layer_name: str
+    force: bool = True
+    """Run although the model was made for another kind of image (`lesionseg predict --force`): choosing the model
+    in the dock is the user's choice, so a mismatch is said (the CLI's refusal, as a warning), not refused."""
+    axis: int = 0
+    indices: list[int] | None = None
+    """Volumes: the slices to segment along `axis` (None: a 2D image or slide, segmented whole)."""
+    existing: "Segmentation | None" = None
+    """An earlier run on this volume with this model, whose layers the new slices fill."""
+    stats: tuple | None = None
+    """That run's normalisation statistics, so every slice of one volume is normalised alike."""
 
 
-class _CloseGuard(QObject):
-    """Stops a running Segment job when the window closes or the dock goes away, and waits for it.
+@dataclass
+class SegmentOutput:
+    """What the worker hands back: whole-image probabilities, or some slices' and the volume's statistics."""
 
-    A worker thread left inside torch while napari tears its window down was reported to end in a segfault (rc 139);
-    here it kept the process alive until the whole run had finished (100 s after closing, on a Duke volume). The
-    guard holds only the job's two events (never the dock), so it is safe to call while the dock is destroyed.
-    """
-
-    def __init__(self, cancel: threading.Event, idle: threading.Event):
-        super().__init__()
-        self.cancel, self.idle = cancel, idle
-        self.closing = False
-
-    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
-        if event.type() == QEvent.Close:
-            self.stop()
-        return False
-
-    def stop(self, *_) -> bool:
-        """Cancel the running job (if any) and wait for its thread to finish; True when it finished."""
-        self.closing = True
-        if self.idle.is_set():
-            return True
-        self.cancel.set()
-        return self.idle.wait(JOIN_TIMEOUT_S)
+    probs: object = None
+    slices: np.ndarray | None = None
+    stats: tuple | None = None
 
 
 class SegmentDock(QWidget):
@@ -114,19 +116,13 @@ class SegmentDock(QWidget):
         self.viewer = napari_viewer
         self.registry = default_registry()
         self._predictors: dict = {}
-        self._worker = None
-        self._cancel = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._guard = _CloseGuard(self._cancel, self._idle)
-        self._guarded_window = None
         self._written: set[Path] = set()
         """Files this dock wrote in this session: Accept may replace these, never anything else."""
         self.result: Segmentation | None = None
-        self._bridge = _Bridge()
-        self._bridge.progress.connect(self._on_progress)
-        self._bridge.notice.connect(show_warning)
         self._build_ui()
+        self.jobs = DockJobs(self, progress_bar=self.progress, cancel_button=self.cancel_btn,
+                             start_buttons=(self.segment_btn,), status=self.status,
+                             failure_prefix="Segmentation failed")
         self.refresh_layers()
         self.refresh_models()
         self.registry.on_change(self._on_registry_change)
@@ -134,10 +130,6 @@ class SegmentDock(QWidget):
         self.viewer.layers.events.removed.connect(self.refresh_layers)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.destroyed.connect(lambda *_: self.registry.remove_listener(self._on_registry_change))
-        self.destroyed.connect(self._guard.stop)
-        from qtpy.QtWidgets import QApplication
-
-        QApplication.instance().aboutToQuit.connect(self._guard.stop)
         from .autosave import ensure_autosave
 
         ensure_autosave(self.viewer)
@@ -183,7 +175,6 @@ class SegmentDock(QWidget):
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
         self.segment_btn.clicked.connect(self.segment)
-        self.cancel_btn.clicked.connect(self.cancel)
 
         box = QGroupBox("Mask")
         bl = QFormLayout(box)
@@ -543,12 +534,25 @@ class SegmentDock(QWidget):
         key = (name, device)
         if key not in self._predictors:
             card = self.registry.get(name)
-            self._predictors[key] = Predictor(card, device=device, notice=self._bridge.notice.emit)
+            self._predictors[key] = Predictor(card, device=device, notice=self.jobs.notice)
         return self._predictors[key]
+
+    # the running job, for callers and tests that look at it (see `_worker.DockJobs`)
+    @property
+    def _worker(self):
+        return self.jobs.worker
+
+    @property
+    def _cancel(self):
+        return self.jobs.cancel_event
+
+    @property
+    def _idle(self):
+        return self.jobs.idle
 
     def segment(self) -> None:
         """Start a Segment run in a thread worker (no-op if one is running)."""
-        if self._worker is not None:
+        if self.jobs.running():
             return
         layer = self.current_image()
         if layer is None:
@@ -558,99 +562,51 @@ class SegmentDock(QWidget):
         if not model:
             show_warning("No model available: train one from the Fine-tune dock or install the shipped models.")
             return
-        scope = self.scope_combo.currentText()
         try:
             card = self.registry.get(model)  # reads the card only; the weights load in the worker
-            job = self._plan(layer, card, scope)
-            job["model"] = (model, self.device_combo.currentText())
+            job = self._plan(layer, card, self.scope_combo.currentText(), model, self.device_combo.currentText())
         except LesionSegError as e:
+            self.status.setText(str(e))
             show_error(str(e))
             return
-        self._watch_window()
-        self._guard.closing = False
-        self._cancel.clear()
-        self._idle.clear()
-        self.segment_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self.progress.setRange(0, 0)
         self.status.setText(f"Segmenting {layer.name} with {model}…")
-        worker = create_worker(self._run_job, job, _start_thread=False)
-        worker.returned.connect(lambda out: self._finish(job, out))
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._worker_done)
-        self._worker = worker
-        worker.start()
-
-    def _watch_window(self) -> None:
-        """While a job runs, closing the main window cancels it and waits for it (see _CloseGuard)."""
-        window = self.window()
-        if window is not self:
-            window.installEventFilter(self._guard)
-            self._guarded_window = window
-
-    def _unwatch_window(self) -> None:
-        if self._guarded_window is not None:
-            try:
-                self._guarded_window.removeEventFilter(self._guard)  # left installed, it keeps the viewer alive
-            except RuntimeError:  # the window is already gone
-                pass
-            self._guarded_window = None
-
-    def event(self, ev) -> bool:
-        """Taken out of the window (the dock's close button, `remove_dock_widget`): stop a running job."""
-        if ev.type() == QEvent.ParentChange and self.parent() is None and not self._idle.is_set():
-            self._guard.stop()
-        return super().event(ev)
+        self.jobs.start(self._predict, job, desc=f"Segment {layer.name} ({model})",
+                        done=lambda out: self._finish(job, out), cancelled=self._cancelled)
 
     def close_and_wait(self) -> bool:
         """Cancel a running job and wait for its thread to end (at most JOIN_TIMEOUT_S); True when it ended."""
-        return self._guard.stop()
+        return self.jobs.stop()
 
-    def _plan(self, layer: Image, card, scope: str) -> dict:
-        """Everything the worker needs, read on the GUI thread (layers must not be touched from the worker)."""
-        multiscale = layer.multiscale
-        data = layer.data[0] if multiscale else layer.data
-        spatial_ndim = layer.ndim
-        rgb = layer.rgb
-        if spatial_ndim > 3:
-            raise LesionSegError(f"{layer.name} has {spatial_ndim} axes (several phases?). Segment one phase or a "
+    def _plan(self, layer: Image, card: ModelCard, scope: str, model: str = "", device: str = "cpu") -> SegmentJob:
+        """Everything the worker needs, read on the GUI thread (layers must not be touched from the worker).
+
+        The fit rule is the core's `check_fit`, as in `lesionseg predict`: what cannot work is refused here, with
+        the CLI's message; a model made for another kind of image runs as with `--force` (the user picked it), its
+        mismatch said as a warning by the worker, in the CLI's words."""
+        from ..core.inference.run import check_fit  # torch loads on first use, not with the dock
+
+        if layer.ndim > 3:
+            raise LesionSegError(f"{layer.name} has {layer.ndim} axes (several phases?). Segment one phase or a "
                                  "subtraction image (DCE dock).")
-        from ..core.inference.run import fit_report  # the engine (torch) loads on first use, not with the dock
-
-        meta = layer.metadata.get("lesionseg", {}) if isinstance(layer.metadata, dict) else {}
-        fit = fit_report(card, image_name=layer.name, spatial_shape=data.shape[:spatial_ndim], rgb=rgb,
-                         modality=meta.get("modality"),
-                         modality_guessed=bool((meta.get("reader") or {}).get("modality_guessed")))
-        for message in fit.mismatches:  # the user chose this model: say so, and run it
-            show_warning(message)
-        if isinstance(data, np.ndarray):
-            data, non_finite = replace_non_finite(data, layer.name)
-            if non_finite:
-                show_warning(non_finite)
-        job = {"card": card, "data": data, "ndim": spatial_ndim, "scope": scope, "layer": layer.name,
-               "lazy": multiscale or not isinstance(data, np.ndarray), "spacing": tuple(layer.scale[-2:]),
-               "overview": None}
-        if multiscale:
-            from ..core.inference.tiles import pick_overview
-
-            job["overview"] = pick_overview(list(layer.data))  # find the tissue on a coarse level, not level 0
-        if job["lazy"] and spatial_ndim == 2 and card.fit != "tile":
-            raise LesionSegError(f"Model {card.name} resizes whole images; a slide needs a tiled model "
-                                 "(e.g. histology-nuclei).")
-        if spatial_ndim == 3:
+        scan = scan_from_layer(layer)
+        check_fit(card, scan, force=True)  # raises for what cannot work; its messages are said by the worker, once
+        job = SegmentJob(card=card, model_name=model or card.name, device=device, scan=scan, scope=scope,
+                         layer_name=layer.name)
+        if layer.ndim == 3:
+            data = np.asarray(scan.data)
             if scope == "Current slice":
-                axis = self._slice_axis(layer)
-                index = int(np.clip(round(layer.world_to_data(self.viewer.dims.point)[axis]), 0,
-                                    data.shape[axis] - 1))
-                job.update(axis=axis, indices=[index])
+                job.axis = self._slice_axis(layer)
+                index = int(np.clip(round(layer.world_to_data(self.viewer.dims.point)[job.axis]), 0,
+                                    data.shape[job.axis] - 1))
+                job.indices = [index]
             else:
-                job.update(axis=0, indices=list(range(data.shape[0])))
+                job.indices = list(range(data.shape[0]))
             existing = self.result if (self.result is not None and self.result.image_layer is layer
                                        and self.result.card.name == card.name) else None
-            if existing is not None and existing.done_slices and job["axis"] != existing.done_slices_axis:
+            if existing is not None and existing.done_slices and job.axis != existing.done_slices_axis:
                 existing = None
-            job["existing"] = existing
-            job["stats"] = existing.stats if existing is not None else None
+            job.existing = existing
+            job.stats = existing.stats if existing is not None else None
         return job
 
     def _slice_axis(self, layer: Image) -> int:
@@ -660,111 +616,67 @@ class SegmentDock(QWidget):
         candidates = [a - offset for a in range(self.viewer.dims.ndim) if a not in displayed and a - offset >= 0]
         return candidates[-1] if candidates else 0
 
-    def _run_job(self, job: dict):
-        """Runs in the worker thread: only numpy/torch here. A Cancel or an error comes back as a result: raised, an
-        error would reach napari's own notifier as well as this dock's message (shown twice)."""
-        try:
-            return self._predict(job)
-        except Cancelled:
-            return {"cancelled": True}
-        except Exception as e:  # noqa: BLE001 - shown once by _failed
-            return JobFailed(e)
-        finally:
-            self._idle.set()
+    def _predict(self, job: SegmentJob) -> SegmentOutput:
+        """Runs in the worker thread: the core's `predict_scan` (or its slice form), as `lesionseg predict`."""
+        from ..core.inference.run import predict_scan, predict_scan_slices
 
-    def _predict(self, job: dict):
-        predictor = self._predictor(*job["model"])
-        progress = self._bridge.progress.emit
-        cancelled = self._cancel.is_set
-        data = job["data"]
-        if job["ndim"] == 3:
-            vol = np.asarray(data)
-            stats = job.get("stats") or predictor.volume_stats(vol)
-            probs = predictor.predict_slices(vol, job["indices"], axis=job["axis"], progress=progress,
-                                             cancelled=cancelled, stats=stats)
-            return {"slices": probs, "stats": stats}
+        predictor = self._predictor(job.model_name, job.device)
+        ctx = self.jobs.context
+        common = dict(progress=ctx.progress, cancelled=ctx.cancelled, force=job.force, notice=ctx.notice)
+        if job.indices is not None:
+            probs, stats = predict_scan_slices(predictor, job.scan, job.indices, axis=job.axis, stats=job.stats,
+                                               **common)
+            return SegmentOutput(slices=probs, stats=stats)
         # Slides stay lazy: tiles are read one batch at a time; large results land in a zarr store on disk.
-        probs = predictor.predict_image(data if job["lazy"] else np.asarray(data), progress=progress,
-                                        cancelled=cancelled, spacing=job["spacing"], overview=job["overview"])
-        return {"probs": probs}
-
-    def _on_progress(self, done: int, total: int) -> None:
-        if self._guard.closing:
-            return
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
+        return SegmentOutput(probs=predict_scan(predictor, job.scan, **common))
 
     def cancel(self) -> None:
-        if self._worker is not None:
-            self._cancel.set()
-            self.status.setText("Cancelling…")
+        self.jobs.cancel()
 
-    def _worker_done(self) -> None:
-        self._unwatch_window()
-        self._worker = None
-        if self._guard.closing:  # the window (and these widgets) may be gone
-            return
-        self.segment_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
-        self.progress.setRange(0, 1)
+    def _cancelled(self) -> None:
+        self.status.setText("Cancelled: no new layer was added; finished slices were kept.")
+        show_info("Segmentation cancelled.")
 
-    def _failed(self, err: Exception) -> None:
-        if isinstance(err, Cancelled):
-            self.status.setText("Cancelled: no new layer was added; finished slices were kept.")
-            show_info("Segmentation cancelled.")
-        elif isinstance(err, LesionSegError):
-            self.status.setText(str(err))
-            show_error(str(err))
-        else:
-            self.status.setText(f"Segmentation failed: {type(err).__name__}: {err}")
-            show_error(f"Segmentation failed: {type(err).__name__}: {err}")
-
-    def _finish(self, job: dict, out) -> None:
-        card = job["card"]
-        if self._guard.closing:
-            return
-        if isinstance(out, JobFailed):
-            self._failed(out.error)
-            return
-        if out.get("cancelled"):
-            self._failed(Cancelled())
-            return
-        if job["layer"] not in self.viewer.layers:
+    def _finish(self, job: SegmentJob, out: SegmentOutput) -> None:
+        card = job.card
+        if job.layer_name not in self.viewer.layers:
             show_warning("The image was closed while it was being segmented; nothing was added.")
             return
-        layer = _unwrap(self.viewer.layers[job["layer"]])
-        if job["ndim"] == 3:
-            seg = job.get("existing")
-            if seg is None or not self._in_viewer(seg.prob_layer) or not self._in_viewer(seg.labels_layer):
-                shape = layer.data[0].shape if layer.multiscale else layer.data.shape
-                probs = np.zeros(((card.n_outputs,) if card.multiclass else ()) + tuple(shape), np.float32)
-                seg = self._new_result(layer, card, probs)
-                seg.done_slices_axis = job["axis"]
-            seg.stats = out["stats"]
-            axis = job["axis"]
-            region = None
-            for k, idx in enumerate(job["indices"]):
-                sl = [slice(None)] * 3
-                sl[axis] = idx
-                if card.multiclass:
-                    seg.probs[(slice(None),) + tuple(sl)] = out["slices"][k]
-                else:
-                    seg.probs[tuple(sl)] = out["slices"][k]
-                seg.done_slices.add(idx)
-                region = tuple(sl) if len(job["indices"]) == 1 else None
-            self.result = seg
-            seg.prob_layer.refresh()
-            self.rethreshold(force=True, region=region)
-            self.status.setText(f"{len(seg.done_slices)} slice(s) segmented with {card.name}.")
+        layer = _unwrap(self.viewer.layers[job.layer_name])
+        if job.indices is not None:
+            self._fill_slices(layer, job, out)
         else:
-            probs = out["probs"]
-            seg = self._new_result(layer, card, probs)
-            self.result = seg
+            self.result = self._new_result(layer, card, out.probs)
             self.rethreshold(force=True)
             self.status.setText(f"Segmented with {card.name}. Move the threshold, correct with the label tools, "
                                 "then Export.")
         self.viewer.layers.selection.active = self.result.labels_layer
         self.refresh_references()
+
+    def _fill_slices(self, layer: Image, job: SegmentJob, out: SegmentOutput) -> None:
+        """Put a volume run's slices into its probabilities (a new result, or the earlier run's layers)."""
+        card = job.card
+        seg = job.existing
+        if seg is None or not self._in_viewer(seg.prob_layer) or not self._in_viewer(seg.labels_layer):
+            shape = layer.data[0].shape if layer.multiscale else layer.data.shape
+            probs = np.zeros(((card.n_outputs,) if card.multiclass else ()) + tuple(shape), np.float32)
+            seg = self._new_result(layer, card, probs)
+            seg.done_slices_axis = job.axis
+        seg.stats = out.stats
+        region = None
+        for k, idx in enumerate(job.indices):
+            sl = [slice(None)] * 3
+            sl[job.axis] = idx
+            if card.multiclass:
+                seg.probs[(slice(None),) + tuple(sl)] = out.slices[k]
+            else:
+                seg.probs[tuple(sl)] = out.slices[k]
+            seg.done_slices.add(idx)
+            region = tuple(sl) if len(job.indices) == 1 else None
+        self.result = seg
+        seg.prob_layer.refresh()
+        self.rethreshold(force=True, region=region)
+        self.status.setText(f"{len(seg.done_slices)} slice(s) segmented with {card.name}.")
 
     def _previous_results(self, layer: Image, card) -> tuple[list, list]:
         """(probability layers, Labels layers) an earlier Segment run made from this image with this model."""

@@ -41,6 +41,8 @@ from ..core.models.card import MODALITIES
 from ..core.names import check_model_name
 from ..core.training.config import TrainConfig
 from ..core.training.data import Case
+from ..core.training.defaults import defaults_for, with_modality_defaults
+from ..core.training.events import BatchDone, Done, EpochDone, Event, Exited, Failed, Log, StopRequested, Validated
 from ..core.training.losses import LOSSES
 from ._scroll import WrappedLabel, scrolling_layout
 
@@ -48,13 +50,6 @@ SCRATCH = "(train from scratch)"
 AUGMENTATIONS = (("flip", "flips"), ("rot90", "90° turns"), ("affine", "rotate/scale"), ("intensity", "intensity"),
                  ("stain", "stain jitter (H&&E)"), ("speckle", "speckle (other scanner)"),
                  ("resolution", "resolution (other scanner)"))
-# What a from-scratch model of each modality looks like (fine-tuning keeps the base model's own settings).
-SCRATCH_DEFAULTS = {
-    "ultrasound": dict(input_kind="gray", fit="resize", preprocessing=["clahe"]),
-    "mammography": dict(input_kind="gray", fit="resize"),
-    "histology": dict(input_kind="rgb", fit="tile", normalisation={"kind": "range", "max": 255}),
-    "mri": dict(input_kind="slices", context_slices=1, fit="tile", normalisation={"kind": "zscore"}),
-}
 
 
 def _unwrap(obj):
@@ -119,7 +114,7 @@ class LossPlot(QWidget):
 class FineTuneDock(QWidget):
     """Fine-tune (or train from scratch) on image + mask pairs in the viewer and/or a folder."""
 
-    finished = Signal(object)  # the `done` event (name, card, metrics, cancelled) or None after an error
+    finished = Signal(object)  # the Done event (name, card, metrics, cancelled) or None after an error
 
     POLL_MS = 50
 
@@ -128,10 +123,10 @@ class FineTuneDock(QWidget):
         self.viewer = napari_viewer
         self.registry = default_registry()
         self.process = None
-        self.last_done: dict | None = None
+        self.last_done: Done | None = None
         self.cancel_time: float | None = None
         self.batches_after_cancel = 0
-        self.stopped_at: dict | None = None
+        self.stopped_at: StopRequested | None = None
         self._batches_per_epoch = 1
         self._timer = QTimer(self)
         self._timer.setInterval(self.POLL_MS)
@@ -147,11 +142,22 @@ class FineTuneDock(QWidget):
     # -- UI ----------------------------------------------------------------------------------------------
     def _build_ui(self) -> None:
         lay = scrolling_layout(self)
+        self._build_sources(lay)
+        self._build_model_choice(lay)
+        lay.addWidget(self._build_options())
+        self._build_run_controls(lay)
+        lay.addStretch(1)
+        self.start_btn.clicked.connect(self.start)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.base_combo.currentTextChanged.connect(self._on_base_changed)
+        self.modality_combo.currentTextChanged.connect(self._on_modality_changed)
+
+    def _build_sources(self, lay) -> None:
+        """The viewer's image/mask pairs (ticked) and an optional folder of more pairs."""
         lay.addWidget(QLabel("Training pairs (mask ← image):"))
         self.pair_list = QListWidget()
         self.pair_list.setMaximumHeight(110)
         lay.addWidget(self.pair_list)
-
         folder = QFormLayout()
         self.images_dir, self.masks_dir = QLineEdit(), QLineEdit()
         for edit, label in ((self.images_dir, "Image folder"), (self.masks_dir, "Mask folder")):
@@ -165,6 +171,7 @@ class FineTuneDock(QWidget):
             folder.addRow(label, row)
         lay.addLayout(folder)
 
+    def _build_model_choice(self, lay) -> None:
         form = QFormLayout()
         self.base_combo = QComboBox()
         self.base_combo.setToolTip("Fine-tune this model, or train a new one from scratch")
@@ -177,23 +184,27 @@ class FineTuneDock(QWidget):
         form.addRow("New model", self.name_edit)
         lay.addLayout(form)
 
-        box = QGroupBox("Options")
-        opt = QFormLayout(box)
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 1000)
-        self.epochs.setValue(20)
-        self.learning_rate = QDoubleSpinBox()
-        self.learning_rate.setDecimals(5)
-        self.learning_rate.setRange(1e-5, 0.1)
-        self.learning_rate.setSingleStep(1e-4)
-        self.learning_rate.setValue(5e-4)
-        self.batch_size = QSpinBox()
-        self.batch_size.setRange(1, 256)
-        self.batch_size.setValue(4)
-        self.patch_size = QSpinBox()
-        self.patch_size.setRange(32, 2048)
-        self.patch_size.setSingleStep(32)
-        self.patch_size.setValue(256)
+    @staticmethod
+    def _spin(kind, low, high, value, step=None, decimals=None, tip=""):
+        box = kind()
+        if decimals is not None:
+            box.setDecimals(decimals)
+        box.setRange(low, high)
+        if step is not None:
+            box.setSingleStep(step)
+        box.setValue(value)
+        if tip:
+            box.setToolTip(tip)
+        return box
+
+    def _build_options(self) -> QGroupBox:
+        """Epochs, learning rate, batch and patch size, loss, augmentations, sampling and validation share; the
+        from-scratch values are the core's (`core.training.defaults`), the ones the CLI uses."""
+        first = defaults_for(MODALITIES[0])
+        self.epochs = self._spin(QSpinBox, 1, 1000, 20)
+        self.learning_rate = self._spin(QDoubleSpinBox, 1e-5, 0.1, 5e-4, step=1e-4, decimals=5)
+        self.batch_size = self._spin(QSpinBox, 1, 256, 4)
+        self.patch_size = self._spin(QSpinBox, 32, 2048, first["patch_size"][0], step=32)
         self.loss_combo = QComboBox()
         self.loss_combo.addItems(LOSSES)
         self.loss_combo.setToolTip("bce_dice: BCE + Dice (default); bce_image_dice: BCE + Dice per lesion image "
@@ -203,33 +214,26 @@ class FineTuneDock(QWidget):
         arow = QGridLayout()
         for i, (key, label) in enumerate(AUGMENTATIONS):
             cb = QCheckBox(label)
-            cb.setChecked(key in ("flip", "affine", "intensity"))
+            cb.setChecked(key in first["augment"])
             self.aug_checks[key] = cb
             arow.addWidget(cb, i // 3, i % 3)
         self.clahe = QCheckBox("CLAHE (ultrasound)")
-        self.positive_fraction = QDoubleSpinBox()
-        self.positive_fraction.setRange(0.0, 1.0)
-        self.positive_fraction.setSingleStep(0.05)
-        self.positive_fraction.setValue(0.6)
-        self.positive_fraction.setToolTip("Share of lesion patches per batch (the rest are lesion-free)")
+        self.positive_fraction = self._spin(QDoubleSpinBox, 0.0, 1.0, 0.6, step=0.05,
+                                            tip="Share of lesion patches per batch (the rest are lesion-free)")
         self.hard_negatives = QCheckBox("hard-negative mining")
-        self.val_fraction = QDoubleSpinBox()
-        self.val_fraction.setRange(0.0, 0.5)
-        self.val_fraction.setSingleStep(0.05)
-        self.val_fraction.setValue(0.2)
-        self.val_fraction.setToolTip("Share of cases (whole cases, never slices of one) kept for validation")
-        opt.addRow("Epochs", self.epochs)
-        opt.addRow("Learning rate", self.learning_rate)
-        opt.addRow("Batch size", self.batch_size)
-        opt.addRow("Patch size", self.patch_size)
-        opt.addRow("Loss", self.loss_combo)
-        opt.addRow("Augment", arow)
-        opt.addRow("", self.clahe)
-        opt.addRow("Lesion fraction", self.positive_fraction)
-        opt.addRow("", self.hard_negatives)
-        opt.addRow("Validation share", self.val_fraction)
-        lay.addWidget(box)
+        self.val_fraction = self._spin(QDoubleSpinBox, 0.0, 0.5, 0.2, step=0.05,
+                                       tip="Share of cases (whole cases, never slices of one) kept for validation")
+        box = QGroupBox("Options")
+        opt = QFormLayout(box)
+        for label, widget in (("Epochs", self.epochs), ("Learning rate", self.learning_rate),
+                              ("Batch size", self.batch_size), ("Patch size", self.patch_size),
+                              ("Loss", self.loss_combo), ("Augment", arow), ("", self.clahe),
+                              ("Lesion fraction", self.positive_fraction), ("", self.hard_negatives),
+                              ("Validation share", self.val_fraction)):
+            opt.addRow(label, widget)
+        return box
 
+    def _build_run_controls(self, lay) -> None:
         row = QHBoxLayout()
         self.start_btn = QPushButton("Train")
         self.cancel_btn = QPushButton("Cancel")
@@ -247,11 +251,6 @@ class FineTuneDock(QWidget):
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
         lay.addWidget(self.plot)
-        lay.addStretch(1)
-        self.start_btn.clicked.connect(self.start)
-        self.cancel_btn.clicked.connect(self.cancel)
-        self.base_combo.currentTextChanged.connect(self._on_base_changed)
-        self.modality_combo.currentTextChanged.connect(self._on_modality_changed)
 
     def _browse(self, edit: QLineEdit) -> None:
         d = QFileDialog.getExistingDirectory(self, "Choose a folder", edit.text())
@@ -346,8 +345,11 @@ class FineTuneDock(QWidget):
     def _on_modality_changed(self, modality: str) -> None:
         if self._base_card(self.base_combo.currentText()) is not None:
             return
-        self.clahe.setChecked(modality == "ultrasound")
-        self.aug_checks["stain"].setChecked(modality == "histology")
+        scratch = defaults_for(modality)  # the same from-scratch model `lesionseg train --modality` makes
+        self.clahe.setChecked("clahe" in scratch.get("preprocessing", []))
+        for key, box in self.aug_checks.items():
+            box.setChecked(key in scratch["augment"])
+        self.patch_size.setValue(int(scratch["patch_size"][0]))
         self.name_edit.setPlaceholderText(f"{modality}-custom")
 
     def _base_card(self, name: str):
@@ -378,7 +380,7 @@ class FineTuneDock(QWidget):
         if base is not None:
             kw["base"] = str(base.path)
         else:
-            kw.update(SCRATCH_DEFAULTS.get(modality, {}))
+            kw = with_modality_defaults(kw)
             kw["patch_size"] = [self.patch_size.value()] * 2
             pre = [p for p in kw.get("preprocessing", []) if p != "clahe"]
             kw["preprocessing"] = pre + (["clahe"] if self.clahe.isChecked() else [])
@@ -450,48 +452,55 @@ class FineTuneDock(QWidget):
         for ev in self.process.poll():
             self._handle(ev)
 
-    def _handle(self, ev: dict) -> None:
-        kind = ev.get("kind")
-        if kind == "batch":
-            if self.cancel_time is not None and ev.get("time", 0) > self.cancel_time:
-                self.batches_after_cancel += 1
-            n, e = ev["batches"], ev["epoch"]
-            self._batches_per_epoch = n
-            done = (e - 1) * n + ev["batch"]
-            self.progress.setValue(int(1000 * done / max(1, ev["epochs"] * n)))
-            self.plot.add_loss(e - 1 + ev["batch"] / n, ev["loss"])
-            self.status.setText(f"Epoch {e}/{ev['epochs']}, batch {ev['batch']}/{n}, loss {ev['loss']:.4f}")
-        elif kind == "epoch":
-            if ev.get("val_dice") is not None:
-                self.plot.add_dice(ev["epoch"], ev["val_dice"])
-            dice = ev.get("val_dice")
-            self.status.setText(f"Epoch {ev['epoch']} done: loss {ev['loss']:.4f}"
+    def _handle(self, ev: Event) -> None:
+        if isinstance(ev, BatchDone):
+            self._show_batch(ev)
+        elif isinstance(ev, Validated):
+            if ev.metrics.get("val_dice") is not None:
+                self.plot.add_dice(ev.epoch, ev.metrics["val_dice"])
+        elif isinstance(ev, EpochDone):
+            dice = ev.metrics.get("val_dice")
+            self.status.setText(f"Epoch {ev.epoch} done: loss {ev.loss:.4f}"
                                 + (f", validation Dice {dice:.3f}" if dice is not None else ""))
-        elif kind == "cancelled":
+        elif isinstance(ev, StopRequested):
             self.stopped_at = ev
-            self.status.setText(f"Cancelled at epoch {ev['epoch']}, batch {ev['batch']}; validating and keeping "
+            self.status.setText(f"Cancelled at epoch {ev.epoch}, batch {ev.batch}; validating and keeping "
                                 "the best model so far…")
-        elif kind == "log":
-            self.status.setText(ev.get("message", ""))
-        elif kind == "done":
+        elif isinstance(ev, Log):
+            self.status.setText(ev.message)
+        elif isinstance(ev, Done):
             self.last_done = ev
             # registry.notify already ran (TrainingProcess.poll): every dropdown lists and selects the model.
-        elif kind == "error":
-            show_error(ev.get("message", "Training failed."))
-        elif kind == "exit":
-            self._timer.stop()
-            self.start_btn.setEnabled(True)
-            self.cancel_btn.setEnabled(False)
-            done = self.last_done
-            if done and done.get("name"):
-                self.progress.setValue(1000)
-                dice = (done.get("metrics") or {}).get("val_dice")
-                msg = (f"{'Stopped early; ' if done.get('cancelled') else ''}published {done['name']}"
-                       + (f" (validation Dice {dice:.3f})" if isinstance(dice, (int, float)) else "")
-                       + ". It is selected in the Segment dock's model list; 'Start from' stays "
-                       + f"{self.base_combo.currentText()}.")
-                self.status.setText(msg)
-                show_info(msg)
-            elif self.process.error is None:
-                self.status.setText("No model was published: training stopped before the first batch finished.")
-            self.finished.emit(done)
+        elif isinstance(ev, Failed):
+            show_error(ev.message or "Training failed.")
+        elif isinstance(ev, Exited):
+            self._finish_run()
+
+    def _show_batch(self, ev: BatchDone) -> None:
+        if self.cancel_time is not None and ev.time > self.cancel_time:
+            self.batches_after_cancel += 1
+        n, e = ev.batches, ev.epoch
+        self._batches_per_epoch = n
+        done = (e - 1) * n + ev.batch
+        self.progress.setValue(int(1000 * done / max(1, ev.epochs * n)))
+        self.plot.add_loss(e - 1 + ev.batch / n, ev.loss)
+        self.status.setText(f"Epoch {e}/{ev.epochs}, batch {ev.batch}/{n}, loss {ev.loss:.4f}")
+
+    def _finish_run(self) -> None:
+        """The child has exited: buttons back, the outcome shown, `finished` emitted with the Done event."""
+        self._timer.stop()
+        self.start_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+        done = self.last_done
+        if done and done.name:
+            self.progress.setValue(1000)
+            dice = done.metrics.get("val_dice")
+            msg = (f"{'Stopped early; ' if done.cancelled else ''}published {done.name}"
+                   + (f" (validation Dice {dice:.3f})" if isinstance(dice, (int, float)) else "")
+                   + ". It is selected in the Segment dock's model list; 'Start from' stays "
+                   + f"{self.base_combo.currentText()}.")
+            self.status.setText(msg)
+            show_info(msg)
+        elif self.process.error is None:
+            self.status.setText("No model was published: training stopped before the first batch finished.")
+        self.finished.emit(done)

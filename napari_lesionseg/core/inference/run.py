@@ -29,11 +29,13 @@ class FitReport:
 
 
 def fit_report(card, *, image_name: str, spatial_shape, rgb: bool, has_time: bool = False,
-               modality: str | None = None, modality_guessed: bool = False) -> FitReport:
+               modality: str | None = None, modality_guessed: bool = False,
+               slide: bool = False) -> FitReport:
     """The one rule for "may this model run on this image?", shared by `lesionseg predict` and the Segment dock.
 
     Raises LesionSegError for what cannot work at all: several phases, a 2.5D model on a 2D image, a colour model
-    on a grayscale volume, an image under MIN_IMAGE_SIDE pixels. Returns as mismatches what runs but gives a
+    on a grayscale volume, a whole-image (resize) model on a slide (read lazily, tile by tile: it would be loaded
+    whole and shrunk to the model's input), an image under MIN_IMAGE_SIDE pixels. Returns as mismatches what runs but gives a
     meaningless result: a colour (H&E) model on a grayscale image, and a model of another modality when the file
     says what it is (DICOM Modality tag, NIfTI volume, slide). A modality guessed from a PNG/JPEG/TIFF's pixels
     (ultrasound vs mammography look alike; a colour photo is not always H&E), or a DICOM Modality outside the four
@@ -48,6 +50,9 @@ def fit_report(card, *, image_name: str, spatial_shape, rgb: bool, has_time: boo
         raise LesionSegError(f"Model {card.name} reads neighbouring slices of a volume; {image_name} is 2D.")
     if card.input_kind == "rgb" and not rgb and n_spatial == 3:
         raise LesionSegError(f"Model {card.name} is for colour (H&E) images; {image_name} is a grayscale volume.")
+    if slide and n_spatial == 2 and card.fit != "tile":
+        raise LesionSegError(f"Model {card.name} resizes whole images; a slide needs a tiled model "
+                             "(e.g. histology-nuclei).")
     check_image_size(spatial_shape, image_name, f"model {card.name}")
     report = FitReport()
     if card.input_kind == "rgb" and not rgb:
@@ -72,10 +77,23 @@ def check_fit(card, scan, force: bool = False) -> list[str]:
     mismatches when forced)."""
     report = fit_report(card, image_name=scan.name, spatial_shape=scan.spatial_shape, rgb=scan.rgb,
                         has_time="t" in scan.axes, modality=scan.modality,
-                        modality_guessed=bool(scan.metadata.get("modality_guessed")))
+                        modality_guessed=bool(scan.metadata.get("modality_guessed")), slide=scan.multiscale)
     if report.mismatches and not force:
         raise ModelMismatch(" ".join(report.mismatches))
     return report.mismatches + report.notes
+
+
+def _checked_data(predictor: Predictor, scan, force: bool, say):
+    """The scan's pixels once the model is known to fit (`check_fit`; its messages said): NaN/Inf replaced by
+    background in an in-memory scan, the finest level of a slide left lazy."""
+    for message in check_fit(predictor.card, scan, force=force):
+        say(message)
+    if scan.multiscale:
+        return scan.data[0]
+    data, warning = replace_non_finite(np.asarray(scan.data), scan.name)
+    if warning:
+        say(warning)
+    return data
 
 
 def predict_scan(predictor: Predictor, scan, progress=None, cancelled=None, force: bool = False,
@@ -85,25 +103,31 @@ def predict_scan(predictor: Predictor, scan, progress=None, cancelled=None, forc
     force: run a model of another modality / colour model on grayscale anyway (see `fit_report`).
     notice(str): told about forced mismatches, notes, and NaN/Inf voxels treated as background.
     """
-    say = notice or (lambda message: None)
-    for message in check_fit(predictor.card, scan, force=force):
-        say(message)
-    data = scan.data[0] if scan.multiscale else scan.data
+    data = _checked_data(predictor, scan, force, notice or (lambda message: None))
     spatial = [a for a in scan.axes if a in "zyx"]
-    if not scan.multiscale:
-        data, warning = replace_non_finite(np.asarray(data), scan.name)
-        if warning:
-            say(warning)
     if len(spatial) == 3:
-        return predictor.predict_volume(np.asarray(data), axis=0, progress=progress, cancelled=cancelled)
+        return predictor.predict_volume(data, axis=0, progress=progress, cancelled=cancelled)
     overview = None
     if scan.multiscale:
         from .tiles import pick_overview
 
         overview = pick_overview(scan.data)
-    return predictor.predict_image(data if scan.multiscale else np.asarray(data), progress=progress,
-                                   cancelled=cancelled, spacing=tuple(scan.geometry.spacing[-2:]),
-                                   overview=overview)
+    return predictor.predict_image(data, progress=progress, cancelled=cancelled,
+                                   spacing=tuple(scan.geometry.spacing[-2:]), overview=overview)
+
+
+def predict_scan_slices(predictor: Predictor, scan, indices, axis: int = 0, stats=None, progress=None,
+                        cancelled=None, force: bool = False, notice=None) -> tuple[np.ndarray, tuple]:
+    """Some slices of a volume scan (the Segment dock's "Current slice"), checked and prepared as `predict_scan`
+    does; all slices give `predict_scan`'s volume. Returns (probabilities (len(indices), [K,] H, W), the whole
+    volume's normalisation statistics: pass them back so later slices are normalised alike)."""
+    data = _checked_data(predictor, scan, force, notice or (lambda message: None))
+    if data.ndim != 3:
+        raise LesionSegError(f"{scan.name} is not a volume: segment it whole.")
+    stats = stats if stats is not None else predictor.volume_stats(data)
+    probs = predictor.predict_slices(data, list(indices), axis=axis, progress=progress, cancelled=cancelled,
+                                     stats=stats)
+    return probs, stats
 
 
 def read_one_scan(src, series: str | None = None, notice=None):

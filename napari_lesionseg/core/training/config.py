@@ -10,9 +10,13 @@ from ..errors import LesionSegError
 from ..models.card import MODALITIES
 from .losses import LOSSES
 
+ARCHITECTURES = ("Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus", "PAN",
+                 "UPerNet", "Segformer", "DPT")
+"""segmentation_models_pytorch's architectures as its classes spell them (a test keeps the list in step with smp)."""
 AUGMENTATIONS = ("flip", "vflip", "rot90", "affine", "intensity", "stain", "speckle", "resolution")
 CHOICES = {
     "modality": MODALITIES,
+    "architecture": ARCHITECTURES,
     "input_kind": ("gray", "rgb", "slices"),
     "fit": ("resize", "tile"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
@@ -21,6 +25,31 @@ CHOICES = {
 LIST_CHOICES = {"augment": AUGMENTATIONS, "preprocessing": ("clahe",), "tta": ("hflip", "vflip")}
 NORMALISATIONS = ("percentile", "zscore", "range", "none")
 POSITIVE = ("epochs", "batch_size", "learning_rate", "patch_size")
+
+
+def check_encoder(name: str) -> None:
+    """Refuse an encoder neither segmentation_models_pytorch nor timm (`tu-<model>`) has, naming close ones; checked
+    when training starts (not in `validate`: the lists need smp, whose import takes seconds in the viewer)."""
+    import difflib
+
+    import segmentation_models_pytorch as smp
+
+    smp_names = list(smp.encoders.get_encoder_names())
+    if name in smp_names:
+        return
+    if name.startswith("tu-"):
+        import timm
+
+        timm_names = timm.list_models()
+        if name[3:] in timm_names:
+            return
+        close = ["tu-" + n for n in difflib.get_close_matches(name[3:], timm_names, n=5)]
+    else:
+        close = difflib.get_close_matches(name, smp_names, n=5)
+    raise LesionSegError(
+        f"Training options not understood: encoder {name!r} is not one segmentation_models_pytorch or timm has"
+        + (f" (close: {', '.join(close)})" if close else "")
+        + f". Use one of {', '.join(smp_names[:8])}… or tu-<a timm model>, e.g. tu-resnet10t.")
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Measured here: training inside a napari thread_worker ran 15% slower and stalled the GUI event loop up to 365 ms
 (the GIL); a child process avoids both. `TrainingProcess` writes the training set (.npy) and a job file to a
 temporary folder, starts `python -m napari_lesionseg.core.training.worker job.json`, and a reader thread turns
-the child's JSON lines into events on a queue that `poll()` drains. Cancel writes a cancel file the child checks
+the child's JSON lines into typed events (`events.py`) on a queue that `poll()` drains. Cancel writes a cancel file the child checks
 before every batch. The child publishes the model; `poll()` then calls `registry.notify(name)` in the caller's
 thread (the GUI thread for the dock), so every model dropdown refreshes.
 """
@@ -25,11 +25,13 @@ import numpy as np
 from ..errors import LesionSegError
 from .config import TrainConfig
 from .data import Case
+from .events import CaseFile, Done, Event, Exited, Failed, TrainingJob, event_from_dict
 
 
 class TrainingProcess:
-    """One training run in a child process. Events are dicts with a `kind`: started, log, batch, epoch,
-    cancelled (epoch and batch at which it stopped), done (name, card, metrics), error (message), exit."""
+    """One training run in a child process. Its events (`events.py`): Started, Log, BatchDone, Validated,
+    EpochDone, StopRequested (epoch and batch at which Cancel was seen), Published, Done (name, card, metrics),
+    Failed (message), and last Exited (exit code)."""
 
     def __init__(self, cfg: TrainConfig, cases: list[Case] | None = None, num_threads: int | None = None,
                  resume: bool = False, registry=None, python: str | None = None, nice: int = 0):
@@ -43,7 +45,7 @@ class TrainingProcess:
         self.events: queue.Queue = queue.Queue()
         self.proc: subprocess.Popen | None = None
         self.workdir: Path | None = None
-        self.result: dict | None = None
+        self.result: Done | None = None
         self.error: str | None = None
         self._reader: threading.Thread | None = None
         self._stderr = None
@@ -53,11 +55,11 @@ class TrainingProcess:
         if not self.cases and not (self.cfg.images and self.cfg.masks):
             raise LesionSegError("Nothing to train on: choose image/mask pairs or a folder of them.")
         self.workdir = Path(tempfile.mkdtemp(prefix="lesionseg-train-"))
-        job = {"config": self.cfg.to_dict(), "cases": self._write_cases(self.workdir),
-               "cancel_file": str(self.workdir / "CANCEL"), "num_threads": self.num_threads,
-               "resume": self.resume, "nice": self.nice}
+        job = TrainingJob(config=self.cfg.to_dict(), cases=self._write_cases(self.workdir),
+                          cancel_file=str(self.workdir / "CANCEL"), num_threads=self.num_threads,
+                          resume=self.resume, nice=self.nice)
         job_path = self.workdir / "job.json"
-        job_path.write_text(json.dumps(job))
+        job.write(job_path)
         self._stderr = open(self.workdir / "stderr.log", "w+b")
         env = dict(os.environ)
         if self.num_threads:
@@ -69,13 +71,13 @@ class TrainingProcess:
         self._reader.start()
         return self
 
-    def _write_cases(self, folder: Path) -> list[dict]:
+    def _write_cases(self, folder: Path) -> list[CaseFile]:
         out = []
         for i, c in enumerate(self.cases):
             ip, mp = folder / f"case{i:04d}_image.npy", folder / f"case{i:04d}_mask.npy"
             np.save(ip, np.asarray(c.image))
             np.save(mp, np.asarray(c.mask))
-            out.append({"name": c.name, "image": str(ip), "mask": str(mp), "group": c.group, "label": c.label})
+            out.append(CaseFile(name=c.name, image=str(ip), mask=str(mp), group=c.group, label=c.label))
         return out
 
     def _read(self) -> None:
@@ -85,11 +87,13 @@ class TrainingProcess:
             if not line.startswith("{"):
                 continue
             try:
-                self.events.put(json.loads(line))
-            except json.JSONDecodeError:
+                event = event_from_dict(json.loads(line))
+            except (json.JSONDecodeError, TypeError, AttributeError):
                 continue
+            if event is not None:
+                self.events.put(event)
         code = self.proc.wait()
-        self.events.put({"kind": "exit", "code": code})
+        self.events.put(Exited(code=code))
 
     def cancel(self) -> None:
         """Ask the child to stop after its current batch; it still validates and publishes the best model so far."""
@@ -126,7 +130,7 @@ class TrainingProcess:
         return self._stderr.read().decode("utf-8", "replace")[-n:]
 
     # -- events ------------------------------------------------------------------------------------------
-    def poll(self) -> list[dict]:
+    def poll(self) -> list[Event]:
         """Events since the last call (never blocks). On `done` the registry is told about the new model, in the
         calling thread — call this from the GUI thread."""
         out = []
@@ -135,27 +139,26 @@ class TrainingProcess:
                 ev = self.events.get_nowait()
             except queue.Empty:
                 break
-            kind = ev.get("kind")
-            if kind == "done":
+            if isinstance(ev, Done):
                 self.result = ev
-                if ev.get("name"):
+                if ev.name:
                     from ..models.registry import default_registry
 
-                    (self.registry or default_registry()).notify(ev["name"])
-            elif kind == "error":
-                self.error = ev.get("message")
-            elif kind == "exit":
+                    (self.registry or default_registry()).notify(ev.name)
+            elif isinstance(ev, Failed):
+                self.error = ev.message
+            elif isinstance(ev, Exited):
                 self._exited = True
-                if ev.get("code") and self.error is None and self.result is None:
+                if ev.code and self.error is None and self.result is None:
                     tail = self.stderr_tail().strip().splitlines()
-                    self.error = f"Training stopped unexpectedly (exit code {ev['code']})" + (
+                    self.error = f"Training stopped unexpectedly (exit code {ev.code})" + (
                         f": {tail[-1]}" if tail else ".")
-                    out.append({"kind": "error", "message": self.error})
+                    out.append(Failed(message=self.error))
                 self._cleanup()
             out.append(ev)
         return out
 
-    def wait(self, timeout: float | None = None) -> list[dict]:
+    def wait(self, timeout: float | None = None) -> list[Event]:
         """Block until the child exits (for scripts and tests); returns every event."""
         events = []
         if self.proc is not None:

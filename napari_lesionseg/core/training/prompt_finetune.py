@@ -196,7 +196,7 @@ def publish_prompt_model(net, card: dict, output_dir: str | Path | None = None,
     from ..models.build import save_weights
     from ..models.card import ModelCard
     from ..models.registry import default_registry, user_prompt_dir
-    from .publish import _atomic_write_bytes
+    from ..io.atomic import atomic_path, write_text_atomic
 
     registry = default_registry()
     out = Path(output_dir) if output_dir else user_prompt_dir()
@@ -206,8 +206,9 @@ def publish_prompt_model(net, card: dict, output_dir: str | Path | None = None,
         name = registry.unique_name(name + "-new")
     card = dict(card, name=name, weights=f"{name}.safetensors")
     ModelCard.from_dict(card)  # the card must read back before anything is written
-    _atomic_write_bytes(out / card["weights"], lambda p: save_weights(net, p))
-    _atomic_write_bytes(out / f"{name}.json", lambda p: p.write_text(json.dumps(card, indent=2)))
+    with atomic_path(out / card["weights"]) as tmp:  # the project's one atomic writer (core/io/atomic.py)
+        save_weights(net, tmp)
+    write_text_atomic(out / f"{name}.json", json.dumps(card, indent=2))
     if notify:
         registry.notify(name)
     return ModelCard.read(out / f"{name}.json")
