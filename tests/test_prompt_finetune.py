@@ -151,3 +151,26 @@ def test_train_dock_fine_tunes_a_prompt_network_that_the_annotations_dock_offers
     assert json.loads(job.card.path.read_text())["n_train_lesions"] == 3
     offered = [annotate.network_combo.itemText(i) for i in range(annotate.network_combo.count())]
     assert "from-dock" in offered and "prompt_unet" in offered
+
+
+def test_train_dock_cancel_stops_the_prompt_fine_tuning_and_publishes_nothing(make_napari_viewer, qtbot, monkeypatch,
+                                                                             _user_model_dir):
+    from napari_lesionseg.core.training import prompt_finetune
+
+    _needs_prompt_network()
+    monkeypatch.setattr(prompt_finetune, "DEFAULT_STEPS", 500)
+    viewer = make_napari_viewer()
+    im, m = _ellipse_images(1)[0][0], _ellipse_images(1)[1][0]
+    viewer.add_image(im, name="scan")
+    viewer.add_labels(m.astype(np.uint8), name="scan mask", metadata={"lesionseg": {"derived_from": "scan"}})
+    _, train = viewer.window.add_plugin_dock_widget("napari-lesionseg", "Fine-tune a model")
+    train.base_combo.setCurrentText("prompt_unet")
+    train.name_edit.setText("never")
+    train.start()
+    qtbot.waitUntil(lambda: "of 500" in train.status.text(), timeout=120000)  # training: "step k of 500"
+    assert not train.start_btn.isEnabled() and train.cancel_btn.isEnabled()
+    train.cancel_btn.click()
+    qtbot.waitUntil(lambda: not train.prompt_job.jobs.running(), timeout=60000)
+    assert "cancelled; nothing was published" in train.status.text()
+    assert train.prompt_job.card is None and not list(_user_model_dir.rglob("never*"))
+    assert train.start_btn.isEnabled()
