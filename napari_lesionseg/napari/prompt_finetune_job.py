@@ -88,5 +88,7 @@ def _dock_jobs(dock):
 
 
 def _show_step(dock, step: int, total: int) -> None:
+    if not dock._prompt_jobs.running():  # a step reported just before a Cancel arrives after the job ended
+        return
     dock.progress.setValue(int(1000 * step / max(total, 1)))
     dock.status.setText(f"Fine-tuning the prompt network: step {step} of {total}")
