@@ -24,10 +24,13 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from napari_lesionseg.core.training.prompt_samples import Lesion  # noqa: F401 (pl.Lesion)
+from napari_lesionseg.core.training.prompt_samples import components as _components
+from napari_lesionseg.core.training.prompt_samples import lesions_from_components as _lesions
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LESIONSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -35,17 +38,6 @@ DATA = Path(os.environ.get("LESIONSEG_SHARED_DATA", REPO.parent / "shared" / "da
 SOURCES = ("busi", "mri_slices", "cdd_cesm", "mias", "monuseg", "duke")
 REPORTED = ("busi", "mri_slices", "cdd_cesm")
 """Sources whose masks are outlines good enough to report a Dice on."""
-
-
-@dataclass
-class Lesion:
-    source: str
-    patient: str
-    name: str
-    image: np.ndarray  # float32 2D
-    mask: np.ndarray  # bool 2D, this lesion only
-    p0: np.ndarray  # longest diameter (y, x)
-    p1: np.ndarray
 
 
 def fold_of(patient: str, folds: int = 2) -> int:
@@ -84,27 +76,6 @@ def _read_mask(path) -> np.ndarray:
     return m.any(-1) if m.ndim == 3 else m
 
 
-def _components(mask, min_px: int, rel: float = 0.0, min_solidity: float = 0.0):
-    from scipy import ndimage as ndi
-
-    lab, n = ndi.label(mask)
-    if not n:
-        return []
-    sizes = ndi.sum(mask, lab, range(1, n + 1))
-    out = []
-    for k in range(1, n + 1):
-        if sizes[k - 1] < max(min_px, rel * sizes.max()):
-            continue
-        comp = lab == k
-        if min_solidity:
-            from skimage.measure import regionprops
-
-            if regionprops(comp.astype(np.uint8))[0].solidity < min_solidity:
-                continue
-        out.append(comp)
-    return out
-
-
 def clean_threshold_mask(mask: np.ndarray) -> np.ndarray:
     """An enhancement-threshold mask as a lesion outline: speckle joined, holes filled, bridges cut."""
     from scipy import ndimage as ndi
@@ -113,16 +84,6 @@ def clean_threshold_mask(mask: np.ndarray) -> np.ndarray:
     m = ndi.binary_closing(mask, disk(2))
     m = ndi.binary_fill_holes(m)
     return ndi.binary_opening(m, disk(1))
-
-
-def _lesions(source, patient, name, img, comps):
-    from napari_lesionseg.core.annotations.frame import longest_diameter
-
-    out = []
-    for comp in comps:
-        p0, p1 = longest_diameter(comp)
-        out.append(Lesion(source, patient, name, img, comp, np.asarray(p0, float), np.asarray(p1, float)))
-    return out
 
 
 def busi():

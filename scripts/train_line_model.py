@@ -2,7 +2,8 @@
 
 Lesions come from `scripts/prompt_lesions.py` (BUSI ultrasound, BreastDCEDL DCE-MRI slices with cleaned threshold
 masks, CDD-CESM mammograms, mini-MIAS disks, MoNuSeg nuclei, Duke pseudo-label slices). Each sample is one lesion
-with one prompt drawn at random:
+with one prompt drawn at random (`napari_lesionseg.core.training.prompt_samples`, shared with the fine-tuning on a
+user's corrected masks):
 
 - line (50 %): its longest diameter, ends jittered by N(0, 0.04 L), in 30 % with the RECIST short axis (±1.5 px);
 - box (25 %): its bounding box, each side moved by N(0, 0.03 × the box side); the frame runs along the box's
@@ -37,95 +38,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import prompt_lesions as pl  # noqa: E402
 
+from napari_lesionseg.core.training.prompt_samples import make_sample, prompt_loss  # noqa: E402
+
 NAME = "prompt_unet"
 REPEAT = {"busi": 1, "mri_slices": 6, "cdd_cesm": 10, "mias": 2, "monuseg": 0.5, "duke": 4}
 """Times each lesion of a source appears per epoch (fractions: a random share of it)."""
-
-
-def frame_for(rng, les: pl.Lesion, kind: str):
-    """(LineFrame, prompt geometry for `prompt_channels`) for one prompt kind, with a reader's imprecision."""
-    from napari_lesionseg.core.annotations.frame import LineFrame
-    from napari_lesionseg.core.annotations.prompts import box_frame
-
-    L = float(np.hypot(*(les.p1 - les.p0)))
-    if kind == "line":
-        a = les.p0 + rng.normal(0, 0.04 * L, 2)
-        b = les.p1 + rng.normal(0, 0.04 * L, 2)
-        if rng.random() < 0.5:
-            a, b = b, a
-        return LineFrame.from_line(a, b), {"line": (a, b)}
-    if kind == "box":
-        rows, cols = np.flatnonzero(les.mask.any(1)), np.flatnonzero(les.mask.any(0))
-        h, w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
-        top, bottom = rows[0] + rng.normal(0, 0.03 * h), rows[-1] + rng.normal(0, 0.03 * h)
-        left, right = cols[0] + rng.normal(0, 0.03 * w), cols[-1] + rng.normal(0, 0.03 * w)
-        frame, corners = box_frame((top, left), (bottom, right))
-        return frame, {"box": corners}
-    from scipy import ndimage as ndi
-
-    dist = ndi.distance_transform_edt(les.mask)
-    c = np.array(np.unravel_index(np.argmax(dist), dist.shape), float) + rng.normal(0, 0.05 * L, 2)
-    half = 0.5 * L * np.exp(rng.normal(0, 0.3))
-    ang = rng.uniform(0, np.pi)
-    d = half * np.array([np.sin(ang), np.cos(ang)])
-    return LineFrame.from_line(c - d, c + d), {"positive": [c]}
-
-
-def refinement_clicks(rng, tgt_frame, frame):
-    """1–3 clicks in array coordinates: positive inside the lesion, negative outside but within 12 frame px."""
-    from scipy import ndimage as ndi
-
-    pos, neg = [], []
-    near = ndi.binary_dilation(tgt_frame, iterations=12) & ~tgt_frame
-    for _ in range(rng.integers(1, 4)):
-        pool = tgt_frame if rng.random() < 0.5 else near
-        pts = np.argwhere(pool)
-        if len(pts):
-            p = frame.to_array(pts[rng.integers(len(pts))][None].astype(float))[0]
-            (pos if pool is tgt_frame else neg).append(p)
-    return pos, neg
-
-
-def augment_crop(rng, crop):
-    from scipy import ndimage as ndi
-
-    if rng.random() < 0.5:
-        crop = 1 - crop
-    if rng.random() < 0.2:  # a coarser scanner
-        f = rng.uniform(1.5, 3)
-        small = ndi.zoom(crop, 1 / f, order=1)
-        crop = ndi.zoom(small, np.array(crop.shape) / small.shape, order=1)
-    if rng.random() < 0.3:
-        crop = ndi.gaussian_filter(crop, rng.uniform(0.3, 1.5))
-    crop = np.clip(crop, 0, 1) ** np.exp(rng.normal(0, 0.4))
-    crop = crop * rng.uniform(0.7, 1.2) + rng.uniform(-0.1, 0.1) + rng.normal(0, rng.uniform(0, 0.08), crop.shape)
-    return np.clip(crop, 0, 1).astype(np.float32)
-
-
-def make_sample(rng, les: pl.Lesion, kind: str | None = None):
-    from napari_lesionseg.core.annotations.line_model import normalised_crop, prompt_channels
-
-    kind = kind or rng.choice(["line", "box", "click"], p=[0.5, 0.25, 0.25])
-    frame, geo = frame_for(rng, les, kind)
-    crop = augment_crop(rng, normalised_crop(les.image, frame))
-    tgt = frame.sample(les.mask.astype(np.float32), order=1, cval=0.0) > 0.5
-    segs = [geo["line"]] if "line" in geo else []
-    if kind == "line" and rng.random() < 0.3:
-        from napari_lesionseg.core.annotations.frame import short_axis
-
-        s = short_axis(les.mask, les.p0, les.p1)
-        if s is not None:
-            segs.append((s[0] + rng.normal(0, 1.5, 2), s[1] + rng.normal(0, 1.5, 2)))
-    pos, neg = list(geo.get("positive", [])), []
-    if rng.random() < 0.3 and tgt.any():
-        p, n = refinement_clicks(rng, tgt, frame)
-        pos, neg = pos + p, neg + n
-    chans = prompt_channels(frame, segs, geo.get("box"), pos, neg)
-    x = np.concatenate([crop[None], chans])
-    y = tgt[None].astype(np.float32)
-    if rng.random() < 0.5:
-        x, y = x[:, ::-1], y[:, ::-1]
-    return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 
 def epoch_order(rng, train: list[pl.Lesion]) -> np.ndarray:
@@ -151,7 +68,8 @@ def main():
 
     import torch
 
-    from napari_lesionseg.core.annotations.line_model import PROMPT_CHANNELS, build_net
+    from napari_lesionseg.core.annotations.line_model import PROMPT_CHANNELS
+    from napari_lesionseg.core.models.prompt_net import build_prompt_network
     from napari_lesionseg.core.models.build import save_weights
 
     torch.set_num_threads(args.threads)
@@ -167,12 +85,11 @@ def main():
     counts = {s: sum(l.source == s for l in train) for s in pl.SOURCES}
     print(f"{len(train)} training lesions {counts} ({time.time() - t0:.0f} s to load)", flush=True)
 
-    net = build_net(in_channels=len(PROMPT_CHANNELS))
+    net = build_prompt_network(in_channels=len(PROMPT_CHANNELS))
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     per_epoch = len(epoch_order(np.random.default_rng(0), train))
     steps = args.steps or args.epochs * int(np.ceil(per_epoch / args.batch)) + args.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
-    bce = torch.nn.BCEWithLogitsLoss()
     done = ep = 0
     while (done < args.steps) if args.steps else (ep < args.epochs):
         net.train()
@@ -184,10 +101,7 @@ def main():
                 break
             xs, ys = zip(*(make_sample(rng, train[j]) for j in order[i:i + args.batch]))
             x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
-            logit = net(x)
-            p = torch.sigmoid(logit)
-            dl = 1 - (2 * (p * y).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + y.sum((1, 2, 3)) + 1)
-            loss = bce(logit, y) + dl.mean()
+            loss = prompt_loss(net(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()

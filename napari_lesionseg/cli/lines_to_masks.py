@@ -29,6 +29,8 @@ def add_parser(sub) -> None:
     p.add_argument("--output", "-o", required=True, help="mask to write (.nii.gz, .png, .tif); never the image")
     p.add_argument("--method", choices=("auto", "learned", "classical"), default="auto",
                    help="auto: the line-prompted U-Net for 2D images, a 3D random walker for volumes")
+    p.add_argument("--model", help="prompt network by name (e.g. one fine-tuned with `lesionseg finetune-prompt`; "
+                                   "`lesionseg models` lists kind prompt); default: the shipped one for the image")
     p.add_argument("--world", action="store_true",
                    help="coordinates are in mm (the Shapes layer had no scale), not pixel/voxel indices")
     add_spacing_option(p)
@@ -58,13 +60,18 @@ def run(args) -> int:
     from ..core.measure import size_text
 
     check_outputs({"--image": args.image, "--annotations": args.annotations}, {"--output": args.output})
+    if args.model:
+        from ..core.annotations.line_model import check_prompt_model
+
+        check_prompt_model(args.model)  # an unknown name is refused before the image is read
     image, geom, rgb, modality = read_image(args.image, args.spacing, args.series)
     nd = spatial_ndim(image, rgb)
     shapes = read_shapes_csv(args.annotations)
     if args.world:
         for s in shapes:
             s.vertices = world_to_voxels(s.vertices, geom.spacing)
-    labels = shapes_to_labels(image, shapes, spacing=geom.spacing, method=args.method, rgb=rgb, modality=modality)
+    labels = shapes_to_labels(image, shapes, spacing=geom.spacing, method=args.method, rgb=rgb, modality=modality,
+                              model=args.model)
     out = write_mask(labels.astype(np.uint16 if labels.max() > 255 else np.uint8), geom, args.output,
                      source_path=args.image)
     sizes = np.bincount(labels.ravel())[1:]

@@ -18,6 +18,7 @@ SUBCOMMANDS = [
     "ensemble",
     "evaluate",
     "export_seg",
+    "finetune_prompt",
     "lines_to_masks",
     "points_to_masks",
     "measure",

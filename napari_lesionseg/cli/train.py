@@ -91,7 +91,10 @@ class ConsolePrinter(TrainerHooks):
 
 def run(args) -> int:
     from ..core.training.loop import train
+    from .finetune_prompt import is_prompt_base, run_from_train
 
+    if is_prompt_base(args.base):  # a prompt network (line / box → mask): its own short fine-tuning
+        return run_from_train(args)
     cfg = config_from_args(args)
     check_paths(cfg, args.config)
     stop = _graceful_stop()

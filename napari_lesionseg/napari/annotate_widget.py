@@ -68,6 +68,10 @@ def to_image_voxels(coords: np.ndarray, ann_layer, image_layer, nd: int, viewer_
     return np.array(out, float)
 
 
+AUTO_NETWORK = "automatic (for the image)"
+"""Network choice: the shipped prompt network for the image's modality (`line_model.network_for`)."""
+
+
 class AnnotateWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
@@ -81,6 +85,15 @@ class AnnotateWidget(QWidget):
         self.target_combo = LayerCombo(napari_viewer, (Labels,), optional=True)
         self.method_combo = QComboBox()
         self.method_combo.addItems(list(LINE_METHODS))
+        self.network_combo = QComboBox()
+        self.network_combo.setToolTip("The prompt network that turns lines and boxes into masks: the shipped one "
+                                      "for the image's modality, or one fine-tuned on your corrected masks "
+                                      "(`lesionseg finetune-prompt`, or the Train dock with a prompt network as base)")
+        self._fill_networks()
+        from ..core.models import default_registry
+
+        default_registry().on_change(self._fill_networks)
+        self.destroyed.connect(lambda *_: default_registry().remove_listener(self._fill_networks))
         self.mode_combo = QComboBox()
         self.mode_combo.addItems(list(POINT_MODES))
         self.radius = QDoubleSpinBox()
@@ -105,6 +118,7 @@ class AnnotateWidget(QWidget):
         form.addRow("Annotations (lines, boxes or points):", self.ann_combo)
         form.addRow("Image:", self.image_combo)
         form.addRow("Line method:", self.method_combo)
+        form.addRow("Prompt network:", self.network_combo)
         form.addRow("Points give:", self.mode_combo)
         form.addRow("Disk radius:", radius_row)
         form.addRow("Click reach:", self.reach)
@@ -155,12 +169,24 @@ class AnnotateWidget(QWidget):
         points = isinstance(ann, Points)
         mode = self.mode_combo.currentText()
         self.method_combo.setEnabled(not points)
+        self.network_combo.setEnabled(not points)
         self.mode_combo.setEnabled(points)
         self.radius.setEnabled(points and mode == POINT_MODES[0])
         self.reach.setEnabled(points and mode == POINT_MODES[2])
         self.decay.setEnabled(points and mode == POINT_MODES[1])
         self.neg_combo.setEnabled(points and mode in POINT_MODES[2:])
         self.in_mm.setEnabled(points)
+
+    def _fill_networks(self, *_):
+        """Automatic, then every prompt network of the one registry (shipped and fine-tuned)."""
+        from ..core.models import default_registry
+
+        current = self.network_combo.currentText()
+        self.network_combo.clear()
+        self.network_combo.addItem(AUTO_NETWORK)
+        self.network_combo.addItems(default_registry().names(kind="prompt"))
+        if current and self.network_combo.findText(current) >= 0:
+            self.network_combo.setCurrentText(current)
 
     def add_click_layers(self):
         image = self.image_combo.layer()
@@ -199,10 +225,13 @@ class AnnotateWidget(QWidget):
                       for i, (v, t) in enumerate(zip(ann.data, ann.shape_type))]
             method = LINE_METHODS[self.method_combo.currentText()]
             modality = scan.modality or None
+            chosen = self.network_combo.currentText()
+            model = None if chosen in ("", AUTO_NETWORK) else chosen
 
             def job(progress, cancelled):  # lines and rectangles (box prompts)
                 return prompts.shapes_to_labels(data, shapes, spacing=spacing, method=method, rgb=image.rgb,
-                                                progress=progress, cancelled=cancelled, modality=modality), "labels"
+                                                progress=progress, cancelled=cancelled, modality=modality,
+                                                model=model), "labels"
 
             return job, f"{image.name} lesions", image
         if not isinstance(ann, Points):

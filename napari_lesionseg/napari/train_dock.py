@@ -304,7 +304,7 @@ class FineTuneDock(QWidget):
         self.base_combo.blockSignals(True)
         self.base_combo.clear()
         self.base_combo.addItem(SCRATCH)
-        names = [c.name for c in self.registry.cards()]
+        names = [c.name for c in self.registry.cards()] + self.registry.names(kind="prompt")  # prompt: line/box nets
         self.base_combo.addItems(names)
         if current in names or current == SCRATCH:
             self.base_combo.setCurrentText(current)
@@ -356,7 +356,7 @@ class FineTuneDock(QWidget):
         if not name or name == SCRATCH:
             return None
         try:
-            return self.registry.get(name)
+            return self.registry.get(name, kind=None)
         except LesionSegError:
             return None
 
@@ -408,8 +408,13 @@ class FineTuneDock(QWidget):
         from ..core.training.process import TrainingProcess
 
         try:
-            cfg = self.build_config()
             base = self._base_card(self.base_combo.currentText())
+            if base is not None and base.kind == "prompt":  # a line/box network: its own short fine-tuning
+                from .prompt_finetune_job import PromptFinetuneJob
+
+                self.prompt_job = PromptFinetuneJob(self, base).start()
+                return
+            cfg = self.build_config()
             cases = self.build_cases(bool(base and base.multiclass))
             if not cases and not cfg.images:
                 raise LesionSegError("Nothing to train on: tick image/mask pairs above or choose a folder of pairs.")

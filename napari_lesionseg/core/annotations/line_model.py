@@ -3,8 +3,10 @@
 Input (5, S, S) (`PROMPT_CHANNELS`): the image resampled in the line's frame (the line always runs from column S/4
 to 3S/4 on the middle row), the drawn line(s), the filled box, positive and negative clicks. The first network
 (card with 2 input channels: image and short axis) is still read. Output: lesion logits on the same grid;
-1.9 M parameters, a few tens of milliseconds on a CPU. Weights live in `models/line_prompt/` (safetensors + a
-card of kind `prompt`; package data of `napari_lesionseg.resources`), never in the list of whole-image models.
+1.9 M parameters (`core.models.prompt_net.TinyUNet`), a few tens of milliseconds on a CPU. The shipped networks
+live in `models/line_prompt/` (safetensors + a card of kind `prompt`; package data of `napari_lesionseg.resources`),
+fine-tuned ones in the user's models folder (`line_prompt/` there; `core.training.prompt_finetune`); both are in
+the one registry (`lesionseg models`, kind prompt), never in the list of whole-image models.
 """
 
 from __future__ import annotations
@@ -102,63 +104,54 @@ def draw_segment(canvas: np.ndarray, a, b, width: float = 1.0) -> None:
 
 
 def build_net(channels=(16, 32, 64, 128), in_channels: int = 2):
-    import torch
-    from torch import nn
+    """The prompt network's architecture, now `core.models.prompt_net.TinyUNet` (kept for old scripts)."""
+    from ..models.prompt_net import build_prompt_network
 
-    def block(ci, co):
-        return nn.Sequential(
-            nn.Conv2d(ci, co, 3, padding=1, bias=False), nn.BatchNorm2d(co), nn.ReLU(inplace=True),
-            nn.Conv2d(co, co, 3, padding=1, bias=False), nn.BatchNorm2d(co), nn.ReLU(inplace=True),
-        )
-
-    class TinyUNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            ch = list(channels)
-            self.down = nn.ModuleList()
-            ci = in_channels
-            for co in ch:
-                self.down.append(block(ci, co))
-                ci = co
-            self.bottom = block(ch[-1], ch[-1] * 2)
-            self.up = nn.ModuleList()
-            self.dec = nn.ModuleList()
-            ci = ch[-1] * 2
-            for co in reversed(ch):
-                self.up.append(nn.ConvTranspose2d(ci, co, 2, stride=2))
-                self.dec.append(block(co * 2, co))
-                ci = co
-            self.head = nn.Conv2d(ch[0], 1, 1)
-
-        def forward(self, x):
-            skips = []
-            for d in self.down:
-                x = d(x)
-                skips.append(x)
-                x = torch.nn.functional.max_pool2d(x, 2)
-            x = self.bottom(x)
-            for up, dec, s in zip(self.up, self.dec, reversed(skips)):
-                x = dec(torch.cat([up(x), s], 1))
-            return self.head(x)
-
-    return TinyUNet()
+    return build_prompt_network(channels, in_channels)
 
 
-@lru_cache(maxsize=4)
+def prompt_card_path(name: str, directory: str | Path | None = None) -> Path | None:
+    """Where the prompt network `name`'s card is: `directory` (default `model_dir()`: the shipped networks or
+    $LESIONSEG_LINE_MODEL_DIR), else the user's fine-tuned prompt networks (`registry.user_prompt_dir()`)."""
+    from ..models.registry import user_prompt_dir
+
+    for d in (Path(directory) if directory else model_dir(), user_prompt_dir()):
+        p = d / f"{name}.json"
+        if p.exists():
+            return p
+    return None
+
+
 def load_line_model(name: str = DEFAULT_MODEL, directory: str | None = None):
-    """(network in eval mode, card dict). Raises LesionSegError when the weights are missing."""
-    from safetensors.torch import load_file
+    """(network in eval mode, card dict). Raises LesionSegError when the card or its weights are missing."""
+    path = prompt_card_path(name, directory)
+    if path is None:
+        where = Path(directory) if directory else model_dir()
+        raise LesionSegError(f"The prompt network {name!r} is not installed ({where / (name + '.json')} is missing "
+                             "and no fine-tuned prompt network has that name; `lesionseg models` lists them).")
+    return _load_card(str(path), path.stat().st_mtime_ns)
 
-    d = Path(directory) if directory else model_dir()
-    card_path = d / f"{name}.json"
-    if not card_path.exists():
-        raise LesionSegError(f"The line-prompt model {name!r} is not installed ({card_path} is missing).")
-    card = json.loads(card_path.read_text())
-    net = build_net(tuple(card.get("channels", (16, 32, 64, 128))), card.get("in_channels", 2))
-    state = {k: v.float() for k, v in load_file(str(d / card["weights"])).items()}
-    net.load_state_dict(state)
+
+@lru_cache(maxsize=6)
+def _load_card(path: str, mtime_ns: int):
+    """Through the one model system: the card read and checked as a `ModelCard` (kind 'prompt'), the network
+    built from `core.models` and its safetensors loaded with the shape checks every model gets."""
+    from ..models.build import load_state, load_weights_into
+    from ..models.card import ModelCard
+    from ..models.prompt_net import DEFAULT_CHANNELS, build_prompt_network
+
+    card = ModelCard.read(path)
+    if card.kind != "prompt":
+        raise LesionSegError(f"{card.name} is a whole-image model, not a prompt network: choose a prompt network "
+                             "(`lesionseg models`, kind prompt).")
+    raw = json.loads(Path(path).read_text())
+    wp = card.weights_path
+    if wp is None or not wp.exists():
+        raise LesionSegError(f"The prompt network {card.name!r}: weights file {wp} is missing.")
+    net = build_prompt_network(tuple(raw.get("channels", DEFAULT_CHANNELS)), card.in_channels)
+    load_weights_into(net, load_state(wp), f"Prompt network {card.name}")
     net.eval()
-    return net, card
+    return net, raw
 
 
 def installed_model() -> str:
@@ -180,8 +173,14 @@ def network_for(modality: str | None) -> str | None:
     return None
 
 
+def check_prompt_model(name: str) -> str:
+    """`name` when it is an installed prompt network (shipped or fine-tuned), else a clear LesionSegError."""
+    load_line_model(name)
+    return name
+
+
 def line_model_available(name: str | None = None) -> bool:
-    return (model_dir() / f"{name or installed_model()}.json").exists()
+    return prompt_card_path(name or installed_model()) is not None
 
 
 def model_card() -> dict:

@@ -312,25 +312,27 @@ def _mask_3d(volume, line: Line, spacing, method: str, what: str, beta: float = 
 # ---------------------------------------------------------------- public API
 
 
-def _network(modality: str | None) -> str | None:
-    from .line_model import network_for
+def _network(modality: str | None, model: str | None = None) -> str | None:
+    """The prompt network for the lines: the one the user chose, else the modality's (`network_for`)."""
+    from .line_model import check_prompt_model, network_for
 
-    return network_for(modality)
+    return check_prompt_model(model) if model else network_for(modality)
 
 
 def line_to_mask(image, p0, p1, *, spacing=None, short_axis=None, method: str = "auto", rgb: bool | None = None,
-                 positive=(), negative=(), modality: str | None = None) -> np.ndarray:
+                 positive=(), negative=(), modality: str | None = None, model: str | None = None) -> np.ndarray:
     """Boolean mask (the image's spatial shape) of the lesion a diameter line p0–p1 was drawn across.
 
     p0, p1: array indices in napari order ((y, x) or (z, y, x)); spacing: mm per pixel/voxel per array axis.
     positive/negative: clicks (same coordinates) that refine the mask on the line's slice ("lesion" / "not"),
     used by the prompt network (method learned, or auto in 2D). modality: picks the network
-    (`line_model.network_for`: ultrasound keeps its own line network).
+    (`line_model.network_for`: ultrasound keeps its own line network); model: a prompt network by name (e.g. one
+    fine-tuned on the user's masks), which then runs whatever the modality.
     """
     img = _spatial(image, rgb)
     sp = _spacing(spacing, img.ndim)
     line = check_line(Line(p0, p1, short_axis, extra={"positive": list(positive), "negative": list(negative),
-                                                      "network": _network(modality)}), img.shape)
+                                                      "network": _network(modality, model)}), img.shape)
     if method not in METHODS:
         raise LesionSegError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     if img.ndim == 2:
@@ -340,8 +342,10 @@ def line_to_mask(image, p0, p1, *, spacing=None, short_axis=None, method: str = 
 
 def lines_to_labels(image, lines: Sequence[Line], *, spacing=None, method: str = "auto", rgb: bool | None = None,
                     progress: Callable[[int, int], None] | None = None,
-                    cancelled: Callable[[], bool] | None = None, modality: str | None = None) -> np.ndarray:
-    """Label image: lesion i (1-based, or `line.label`) for every line; later lines do not overwrite earlier ones."""
+                    cancelled: Callable[[], bool] | None = None, modality: str | None = None,
+                    model: str | None = None) -> np.ndarray:
+    """Label image: lesion i (1-based, or `line.label`) for every line; later lines do not overwrite earlier ones.
+    model: a prompt network by name (`line_to_mask`)."""
     if lines is None or len(lines) == 0:
         raise LesionSegError("There are no lines: draw a line across each lesion (Shapes layer, line tool).")
     img = _spatial(image, rgb)
@@ -352,7 +356,7 @@ def lines_to_labels(image, lines: Sequence[Line], *, spacing=None, method: str =
     if method not in METHODS:
         raise LesionSegError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     checked = [check_line(l, img.shape, f"Line {i + 1}") for i, l in enumerate(lines)]
-    network = _network(modality)
+    network = _network(modality, model)
     for line in checked:
         line.extra.setdefault("network", network)
     labels = np.zeros(img.shape, np.int32)

@@ -38,9 +38,13 @@ def box_frame(corner0, corner1, spacing=(1.0, 1.0)) -> tuple[LineFrame, np.ndarr
     return LineFrame.from_line(a, b, sp), corners
 
 
-def _needs_prompt_network(what: str) -> None:
-    from .line_model import line_model_available, model_card
+def _needs_prompt_network(what: str, model: str | None = None) -> None:
+    from .line_model import line_model_available, load_line_model, model_card
 
+    if model:  # a network the user chose: it must exist and take boxes
+        if "prompt_channels" not in load_line_model(model)[1]:
+            raise LesionSegError(f"{what} needs an all-prompt network; {model!r} takes diameter lines only.")
+        return
     if not line_model_available() or "prompt_channels" not in model_card():
         raise LesionSegError(f"{what} needs the prompt network (models/line_prompt/prompt_unet), which is not "
                              "installed; draw a diameter line instead.")
@@ -61,25 +65,27 @@ def _keep_component_at(mask: np.ndarray, points) -> np.ndarray:
 
 
 def _frame_mask(image2d, frame: LineFrame, x: np.ndarray, prob: np.ndarray | None = None,
-                threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+                threshold: float = 0.5, model: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(probability on the frame, thresholded mask on the image) for one prepared network input."""
     from .line_model import predict_frames
 
     if prob is None:
-        prob = predict_frames(x[None])[0]
+        prob = predict_frames(x[None], name=model)[0]
     vals, box = frame.paste(prob, image2d.shape)
     out = np.zeros(image2d.shape, bool)
     out[box] = vals > threshold
     return prob, out
 
 
-def _prompt_2d(image2d, frame: LineFrame, keep_at, what: str, *, box=None, positive=(), negative=()) -> np.ndarray:
-    from .line_model import frame_input
+def _prompt_2d(image2d, frame: LineFrame, keep_at, what: str, *, box=None, positive=(), negative=(),
+               model: str | None = None) -> np.ndarray:
+    from .line_model import frame_input, load_line_model
     from .lines import _check_contrast
 
-    x = frame_input(image2d, frame, box=box, positive=positive, negative=negative)
+    card = load_line_model(model)[1] if model else None
+    x = frame_input(image2d, frame, box=box, positive=positive, negative=negative, card=card)
     _check_contrast(x[0], what)
-    mask = _keep_component_at(_frame_mask(image2d, frame, x)[1], keep_at)
+    mask = _keep_component_at(_frame_mask(image2d, frame, x, model=model)[1], keep_at)
     if not mask.any():
         raise LesionSegError(f"{what}: no lesion found there; draw a box around it or a line across it.")
     return mask
@@ -99,11 +105,12 @@ def _points(points, shape, what) -> list[np.ndarray]:
 
 
 def box_to_mask(image, corner0, corner1, *, spacing=None, positive=(), negative=(), rgb: bool | None = None,
-                method: str = "auto") -> np.ndarray:
+                method: str = "auto", model: str | None = None) -> np.ndarray:
     """Boolean mask of the lesion inside an axis-aligned box (two opposite corners, array indices, napari order).
 
     On a volume the corners lie on one slice; the slice mask then grows through the neighbouring slices like a
-    line's (`lines._mask_3d`). positive/negative clicks refine the slice mask.
+    line's (`lines._mask_3d`). positive/negative clicks refine the slice mask. model: a prompt network by name
+    (default: the installed all-prompt one).
     """
     from .lines import Line, check_line
 
@@ -112,13 +119,14 @@ def box_to_mask(image, corner0, corner1, *, spacing=None, positive=(), negative=
     check_line(Line(c0, c1), img.shape, "The box")  # inside the image, on one slice, not empty
     if min(abs(c1[-2:] - c0[-2:])) < 1.0:
         raise LesionSegError("The box is flat: draw it around the whole lesion.")
-    _needs_prompt_network("A box prompt")
+    _needs_prompt_network("A box prompt", model)
     frame, corners = box_frame(c0, c1, sp[-2:])
     z = int(round((c0[0] + c1[0]) / 2)) if img.ndim == 3 else None
     plane = img if z is None else img[z]
     pos = [p[-2:] for p in _points(positive, img.shape, "Positive click")]
     neg = [p[-2:] for p in _points(negative, img.shape, "Negative click")]
-    m2 = _prompt_2d(plane, frame, [corners.mean(0), *pos], "The box", box=corners, positive=pos, negative=neg)
+    m2 = _prompt_2d(plane, frame, [corners.mean(0), *pos], "The box", box=corners, positive=pos, negative=neg,
+                    model=model)
     if z is None:
         return m2
     return _grow_3d(img, m2, z, sp, method)
@@ -280,7 +288,7 @@ def clicks_to_labels(image, clicks, negative=(), *, spacing=None, rgb: bool | No
 
 
 def boxes_to_labels(image, boxes: Sequence[tuple[np.ndarray, np.ndarray]], *, spacing=None, rgb: bool | None = None,
-                    method: str = "auto", progress=None, cancelled=None) -> np.ndarray:
+                    method: str = "auto", progress=None, cancelled=None, model: str | None = None) -> np.ndarray:
     """Label image: lesion i (1-based) for every box (two opposite corners); earlier boxes keep their pixels."""
     from ..errors import Cancelled
     from .lines import _spatial
@@ -293,7 +301,7 @@ def boxes_to_labels(image, boxes: Sequence[tuple[np.ndarray, np.ndarray]], *, sp
         if cancelled is not None and cancelled():
             raise Cancelled()
         try:
-            m = box_to_mask(image, a, b, spacing=spacing, rgb=rgb, method=method)
+            m = box_to_mask(image, a, b, spacing=spacing, rgb=rgb, method=method, model=model)
         except LesionSegError as e:
             raise LesionSegError(f"Box {i + 1}: {e}") from None
         labels[m & (labels == 0)] = i + 1
@@ -303,11 +311,12 @@ def boxes_to_labels(image, boxes: Sequence[tuple[np.ndarray, np.ndarray]], *, sp
 
 
 def shapes_to_labels(image, shapes, *, spacing=None, method: str = "auto", rgb: bool | None = None, progress=None,
-                     cancelled=None, modality: str | None = None) -> np.ndarray:
+                     cancelled=None, modality: str | None = None, model: str | None = None) -> np.ndarray:
     """A napari Shapes layer's lesions: lines (RECIST, short axes paired) first, then rectangles (box prompts).
 
     The one function behind `lesionseg lines-to-masks` and the Annotations dock; shapes in image indices.
-    modality: the image's, which picks the line network (`line_model.network_for`).
+    modality: the image's, which picks the line network (`line_model.network_for`); model: a prompt network by
+    name (e.g. one fine-tuned on the user's masks) for lines and boxes alike.
     """
     from .lines import _spatial, lines_to_labels, pair_short_axes
     from .napari_csv import shapes_to_boxes, shapes_to_segments, split_boxes
@@ -318,11 +327,11 @@ def shapes_to_labels(image, shapes, *, spacing=None, method: str = "auto", rgb: 
     if others or not rects:
         lines = pair_short_axes(shapes_to_segments(others, nd))
         labels = lines_to_labels(image, lines, spacing=spacing, method=method, rgb=rgb, progress=progress,
-                                 cancelled=cancelled, modality=modality)
+                                 cancelled=cancelled, modality=modality, model=model)
     if not rects:
         return labels
     boxed = boxes_to_labels(image, shapes_to_boxes(rects, nd), spacing=spacing, rgb=rgb, method=method,
-                            progress=progress, cancelled=cancelled)
+                            progress=progress, cancelled=cancelled, model=model)
     if labels is None:
         return boxed
     free = (boxed > 0) & (labels == 0)

@@ -36,8 +36,14 @@ class Ensemble(torch.nn.Module):
 
 def build_network(card: ModelCard) -> torch.nn.Module:
     """The segmentation-models-pytorch network the card describes, with no pretrained weights (nothing downloads);
-    an `Ensemble` of them when the card has several members."""
+    an `Ensemble` of them when the card has several members; the prompt network (`prompt_net.TinyUNet`) for a
+    card of that architecture."""
     import segmentation_models_pytorch as smp
+
+    from .prompt_net import ARCHITECTURE as PROMPT_ARCHITECTURE, build_prompt_network
+
+    if card.architecture == PROMPT_ARCHITECTURE:
+        return build_prompt_network(in_channels=card.in_channels)
 
     kwargs = dict(
         encoder_name=card.encoder,

@@ -39,6 +39,11 @@ def user_models_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME)) / "models"
 
 
+def user_prompt_dir() -> Path:
+    """The user's fine-tuned prompt networks (kind 'prompt'): `line_prompt/` in the user's models folder."""
+    return user_models_dir() / PROMPT_SUBDIR
+
+
 class ModelRegistry:
     def __init__(self, dirs: list[Path] | None = None):
         self._dirs = dirs
