@@ -7,7 +7,7 @@ split, no early stopping: nothing is chosen on the held-out tiles), and measures
 Then, with --final, the recipe trains once on all tiles and is published to --final-dir.
 
     cd <repo> && OMP_NUM_THREADS=1 nice -n 5 python benchmarks/cv_histology_nuclei.py \\
-        --recipe models/histology-nuclei-all-organs.yaml --out /tmp/cv.json --work /tmp/cv --final
+        --recipe models/histology-nuclei.yaml --out /tmp/cv.json --work /tmp/cv --final
 
 Resumable: a fold whose result is in --out is not trained again.
 """

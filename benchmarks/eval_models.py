@@ -176,14 +176,8 @@ EXTERNAL = {
          "CDD-CESM", "contrast-subtracted images", lambda n: "_CM_" in n,
          "Not the kind of image the model was made for; listed for completeness."),
     ],
-    "histology-nuclei": [
-        ("monuseg_other_organs", "histology/monuseg_other_organs",
-         "MoNuSeg 2018 training tiles of other organs (lung, kidney, colon, prostate, bladder; TCGA), 12 tiles, "
-         "the challenge's binary masks",
-         "MoNuSeg", "tiles of other organs", None,
-         "All 6 breast tiles in ../shared/data were used (4 training, 2 chose the epoch): no unseen breast tile "
-         "is here."),
-    ],
+    # histology-nuclei: every MoNuSeg tile here is now training data; its card's figures come from
+    # cross-validation over tiles (benchmarks/cv_histology_nuclei.py), not from this table.
 }
 
 SELECTION_NOTE = ("Measured on the validation split that chose the best epoch (and, for ultrasound-lesion, the "
