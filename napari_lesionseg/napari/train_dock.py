@@ -46,8 +46,8 @@ from ._scroll import WrappedLabel, scrolling_layout
 
 SCRATCH = "(train from scratch)"
 AUGMENTATIONS = (("flip", "flips"), ("rot90", "90° turns"), ("affine", "rotate/scale"), ("intensity", "intensity"),
-                 ("stain", "stain jitter (H&&E)"), ("speckle", "speckle (other scanner)"),
-                 ("resolution", "resolution (other scanner)"))
+                 ("stain", "stain jitter (H&&E)"), ("hed", "H&&E stain amounts"),
+                 ("speckle", "speckle (other scanner)"), ("resolution", "resolution (other scanner)"))
 # What a from-scratch model of each modality looks like (fine-tuning keeps the base model's own settings).
 SCRATCH_DEFAULTS = {
     "ultrasound": dict(input_kind="gray", fit="resize", preprocessing=["clahe"]),
@@ -348,6 +348,7 @@ class FineTuneDock(QWidget):
             return
         self.clahe.setChecked(modality == "ultrasound")
         self.aug_checks["stain"].setChecked(modality == "histology")
+        self.aug_checks["hed"].setChecked(modality == "histology")
         self.name_edit.setPlaceholderText(f"{modality}-custom")
 
     def _base_card(self, name: str):
