@@ -41,7 +41,8 @@ def source_problems(cfg) -> list[str]:
             continue
         unknown = sorted(set(src) - set(SOURCE_KEYS))
         if unknown:
-            problems.append(f"sources entry {i}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(SOURCE_KEYS)})")
+            problems.append(f"sources entry {i}: unknown key(s) {', '.join(unknown)} "
+                            f"(allowed: {', '.join(SOURCE_KEYS)})")
         problems += [f"sources entry {i} needs {k}: FOLDER" for k in ("images", "masks")
                      if not isinstance(src.get(k), str) or not src.get(k)]
     return problems
@@ -92,8 +93,9 @@ class TrainConfig:
     """bce_dice (default; Dice over the batch), bce_image_dice (Dice per lesion image, as the metric averages it),
     dice, jaccard, focal, weighted_ce (U-Net paper's boundary-weighted cross-entropy)."""
     augment: list[str] = field(default_factory=lambda: ["flip", "affine", "intensity"])
-    """flip, rot90, affine (rotation/scale/shift), intensity (gamma, contrast, noise), stain (per-channel colour jitter), hed (H&E stain amounts in optical density),
-    speckle (multiplicative noise), resolution (blur by down- and up-sampling): the last two mimic other scanners."""
+    """flip, rot90, affine (rotation/scale/shift), intensity (gamma, contrast, noise), stain (per-channel colour
+    jitter), hed (H&E stain amounts in optical density), speckle (multiplicative noise), resolution (blur by down-
+    and up-sampling): the last two mimic other scanners."""
     samples_per_epoch: int | None = None
     """Patches per epoch; default one per training image (set it for a few large images, e.g. histology tiles)."""
     positive_fraction: float = 0.6
