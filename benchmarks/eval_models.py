@@ -52,7 +52,7 @@ from napari_lesionseg.core.metrics import dice, sensitivity_at_fp  # noqa: E402
 from napari_lesionseg.core.models.card import ModelCard  # noqa: E402
 from napari_lesionseg.core.models.registry import ModelRegistry, shipped_models_dir  # noqa: E402
 from napari_lesionseg.core.training.config import TrainConfig  # noqa: E402
-from napari_lesionseg.core.training.data import load_folder, split_by_group  # noqa: E402
+from napari_lesionseg.core.training.data import load_sources, split_by_group  # noqa: E402
 from napari_lesionseg.core.io.atomic import write_text_atomic  # noqa: E402
 
 MIAS_PIXEL_MM = 0.2  # mini-MIAS: 200 µm pixels (data README)
@@ -66,7 +66,7 @@ def _recipe_path(card: ModelCard) -> Path:
 
 def evaluate_model(card: ModelCard) -> dict:
     cfg = TrainConfig.from_file(_recipe_path(card))
-    cases = load_folder(cfg.images, cfg.masks, cfg.cases_json)
+    cases = load_sources(cfg)
     train_cases, val = split_by_group(cases, cfg.val_fraction, cfg.seed)
     pred = Predictor(card, device="cpu")
     if not val:  # nothing held out (mri-lesion): say how it does on its own training cases, named as such
@@ -176,14 +176,8 @@ EXTERNAL = {
          "CDD-CESM", "contrast-subtracted images", lambda n: "_CM_" in n,
          "Not the kind of image the model was made for; listed for completeness."),
     ],
-    "histology-nuclei": [
-        ("monuseg_other_organs", "histology/monuseg_other_organs",
-         "MoNuSeg 2018 training tiles of other organs (lung, kidney, colon, prostate, bladder; TCGA), 12 tiles, "
-         "the challenge's binary masks",
-         "MoNuSeg", "tiles of other organs", None,
-         "All 6 breast tiles in ../shared/data were used (4 training, 2 chose the epoch): no unseen breast tile "
-         "is here."),
-    ],
+    # histology-nuclei: every MoNuSeg tile here is now training data; its card's figures come from
+    # cross-validation over tiles (benchmarks/cv_histology_nuclei.py), not from this table.
 }
 
 SELECTION_NOTE = ("Measured on the validation split that chose the best epoch (and, for ultrasound-lesion, the "
@@ -208,8 +202,10 @@ def evaluate_external(card: ModelCard) -> dict:
 
 
 def mark_selection_split(metrics: dict) -> None:
+    """List the figures from data that chose something; a card's own note (what chose what) is kept."""
+    note = (metrics.get("selection_split") or {}).get("note", SELECTION_NOTE)
     metrics["selection_split"] = {
-        "keys": [k for k in metrics if k.startswith(("val_", "n_val", "member_val"))], "note": SELECTION_NOTE}
+        "keys": [k for k in metrics if k.startswith(("val_", "n_val", "member_val"))], "note": note}
 
 
 def main() -> None:

@@ -45,13 +45,13 @@ def run(args) -> int:
     net, card = combine(cards, name, args.storage)
     if args.config:
         from ..core.training.config import TrainConfig
-        from ..core.training.data import load_folder, split_by_group
+        from ..core.training.data import load_sources, split_by_group
         from ..core.training.loop import evaluate
 
         cfg = TrainConfig.from_file(args.config)
-        if not cfg.images or not cfg.masks:
+        if not cfg.sources and (not cfg.images or not cfg.masks):
             raise LesionSegError(f"{args.config} names no images/masks to measure the ensemble on.")
-        _, val = split_by_group(load_folder(cfg.images, cfg.masks, cfg.cases_json), cfg.val_fraction, cfg.seed)
+        _, val = split_by_group(load_sources(cfg), cfg.val_fraction, cfg.seed)
         print(f"measuring on {len(val)} validation cases of {args.config}", flush=True)
         card.metrics.update(evaluate(net, card, val, resolve_device("auto")))
     if args.notes:

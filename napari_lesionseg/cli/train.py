@@ -70,8 +70,11 @@ def check_paths(cfg: TrainConfig, config_path: str | None) -> None:
     cfg.name = check_model_name(cfg.name)
     out = Path(cfg.output_dir) if cfg.output_dir else user_models_dir()
     ckpt = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else out / ".checkpoints" / cfg.name
-    check_outputs({"--config": config_path, "--images": cfg.images, "--masks": cfg.masks,
-                   "--cases-json": cfg.cases_json, "--base": model_files(cfg.base)},
+    inputs = {"--config": config_path, "--images": cfg.images, "--masks": cfg.masks,
+              "--cases-json": cfg.cases_json, "--base": model_files(cfg.base)}
+    for i, src in enumerate(cfg.sources or [], 1):
+        inputs.update({f"sources entry {i} {k}": src.get(k) for k in ("images", "masks", "cases_json")})
+    check_outputs(inputs,
                   {"--output-dir" if cfg.output_dir else "the model folder": out,
                    "--checkpoint-dir" if cfg.checkpoint_dir else "the checkpoint folder": ckpt},
                   folders=("--output-dir", "the model folder", "--checkpoint-dir", "the checkpoint folder"))
@@ -97,8 +100,13 @@ def run(args) -> int:
         return run_from_train(args)
     cfg = config_from_args(args)
     check_paths(cfg, args.config)
+    cases = None
+    if cfg.sources:  # several folders: read here and handed over as one set of cases
+        from ..core.training.data import load_sources
+
+        cases = load_sources(cfg, report=None if args.quiet else (lambda message: print(message, flush=True)))
     stop = _graceful_stop()
-    result = train(cfg, cancelled=stop.is_set, resume=not args.no_resume,
+    result = train(cfg, cancelled=stop.is_set, cases=cases, resume=not args.no_resume,
                    hooks=[] if args.quiet else [ConsolePrinter()])
     if result.card is None:
         import os

@@ -48,8 +48,8 @@ from ._scroll import WrappedLabel, scrolling_layout
 
 SCRATCH = "(train from scratch)"
 AUGMENTATIONS = (("flip", "flips"), ("rot90", "90° turns"), ("affine", "rotate/scale"), ("intensity", "intensity"),
-                 ("stain", "stain jitter (H&&E)"), ("speckle", "speckle (other scanner)"),
-                 ("resolution", "resolution (other scanner)"))
+                 ("stain", "stain jitter (H&&E)"), ("hed", "H&&E stain amounts"),
+                 ("speckle", "speckle (other scanner)"), ("resolution", "resolution (other scanner)"))
 
 
 def _unwrap(obj):

@@ -13,7 +13,7 @@ from .losses import LOSSES
 ARCHITECTURES = ("Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus", "PAN",
                  "UPerNet", "Segformer", "DPT")
 """segmentation_models_pytorch's architectures as its classes spell them (a test keeps the list in step with smp)."""
-AUGMENTATIONS = ("flip", "vflip", "rot90", "affine", "intensity", "stain", "speckle", "resolution")
+AUGMENTATIONS = ("flip", "vflip", "rot90", "affine", "intensity", "stain", "hed", "speckle", "resolution")
 CHOICES = {
     "modality": MODALITIES,
     "architecture": ARCHITECTURES,
@@ -52,6 +52,31 @@ def check_encoder(name: str) -> None:
         + f". Use one of {', '.join(smp_names[:8])}… or tu-<a timm model>, e.g. tu-resnet10t.")
 
 
+SOURCE_KEYS = ("images", "masks", "cases_json")
+
+
+def source_problems(cfg) -> list[str]:
+    """What is wrong with `sources`: not a list of {images, masks[, cases_json]}, or given beside `images`/`masks`."""
+    if cfg.sources is None:
+        return []
+    if cfg.images or cfg.masks or cfg.cases_json:
+        return ["give either images/masks/cases_json or sources, not both"]
+    if not isinstance(cfg.sources, list) or not cfg.sources:
+        return ["sources must be a non-empty list of {images: FOLDER, masks: FOLDER}"]
+    problems = []
+    for i, src in enumerate(cfg.sources, 1):
+        if not isinstance(src, dict):
+            problems.append(f"sources entry {i} must be a mapping with images and masks, not {src!r}")
+            continue
+        unknown = sorted(set(src) - set(SOURCE_KEYS))
+        if unknown:
+            problems.append(f"sources entry {i}: unknown key(s) {', '.join(unknown)} "
+                            f"(allowed: {', '.join(SOURCE_KEYS)})")
+        problems += [f"sources entry {i} needs {k}: FOLDER" for k in ("images", "masks")
+                     if not isinstance(src.get(k), str) or not src.get(k)]
+    return problems
+
+
 @dataclass
 class TrainConfig:
     name: str
@@ -59,6 +84,9 @@ class TrainConfig:
     images: str | None = None
     """Folder of images (PNG/TIFF/NIfTI…); masks with the same file stem in `masks`."""
     masks: str | None = None
+    sources: list[dict] | None = None
+    """Several image/mask folder pairs trained as one set, instead of `images`/`masks`: e.g.
+    `[{images: a/images, masks: a/masks}, {images: b/images, masks: b/masks, cases_json: b/cases.json}]`."""
     cases_json: str | None = None
     """Optional BUSI-style cases.json giving a `group` per image (validation is split by group)."""
     base: str | None = None
@@ -94,8 +122,9 @@ class TrainConfig:
     """bce_dice (default; Dice over the batch), bce_image_dice (Dice per lesion image, as the metric averages it),
     dice, jaccard, focal, weighted_ce (U-Net paper's boundary-weighted cross-entropy)."""
     augment: list[str] = field(default_factory=lambda: ["flip", "affine", "intensity"])
-    """flip, rot90, affine (rotation/scale/shift), intensity (gamma, contrast, noise), stain (H&E jitter),
-    speckle (multiplicative noise), resolution (blur by down- and up-sampling): the last two mimic other scanners."""
+    """flip, rot90, affine (rotation/scale/shift), intensity (gamma, contrast, noise), stain (per-channel colour
+    jitter), hed (H&E stain amounts in optical density), speckle (multiplicative noise), resolution (blur by down-
+    and up-sampling): the last two mimic other scanners."""
     samples_per_epoch: int | None = None
     """Patches per epoch; default one per training image (set it for a few large images, e.g. histology tiles)."""
     positive_fraction: float = 0.6
@@ -146,8 +175,15 @@ class TrainConfig:
             problems.append(f"val_fraction must lie in [0, 1), not {self.val_fraction!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             problems.append(f"ema_decay must lie in [0, 1), not {self.ema_decay!r}")
+        problems += source_problems(self)
         if problems:
             raise LesionSegError("Training options not understood: " + "; ".join(problems) + ".")
+
+    def folder_pairs(self) -> list[dict]:
+        """The image/mask folder pairs to train on: `sources`, or the one `images`/`masks` pair."""
+        if self.sources:
+            return [dict(s) for s in self.sources]
+        return [{"images": self.images, "masks": self.masks, "cases_json": self.cases_json}]
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":

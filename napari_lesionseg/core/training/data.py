@@ -109,6 +109,26 @@ def load_folder(images: str | Path, masks: str | Path, cases_json: str | Path | 
     return cases
 
 
+def load_sources(cfg, report=None) -> list[Case]:
+    """The cases of every image/mask folder pair a recipe names (`sources`, or `images`/`masks`), one set.
+
+    Case names must differ across folders: a tile's name is its case and its group (the validation split), so two
+    tiles of the same name in two folders would be mistaken for one case."""
+    pairs = cfg.folder_pairs()
+    if not pairs[0].get("images") or not pairs[0].get("masks"):
+        raise LesionSegError("Give a folder of images and a folder of masks.")
+    cases, seen = [], {}
+    for src in pairs:
+        folder_cases = load_folder(src["images"], src["masks"], src.get("cases_json"), report=report)
+        for c in folder_cases:
+            if c.name in seen:
+                raise LesionSegError(f"The image {c.name} is in both {seen[c.name]} and {src['images']}: rename one "
+                                     "(names must differ across sources, as they name the case).")
+            seen[c.name] = src["images"]
+        cases += folder_cases
+    return cases
+
+
 def pairing_summary(n_pairs: int, without_mask: list[str], images: Path, masks: Path, shown: int = 5) -> str:
     """`40 image/mask pairs found; 12 images in IMAGES have no mask in MASKS and are left out: a.png, b.png, … (+7)`."""
     text = f"{n_pairs} image/mask pair{'s' if n_pairs != 1 else ''} found"

@@ -1,8 +1,8 @@
 """What a model trained from scratch looks like for each modality, when no recipe file says otherwise.
 
 One table for both front ends: `lesionseg train --modality histology` without a --config and the Fine-tune dock's
-"(train from scratch)" build the same model (3-channel RGB input, tiles, stain jitter). Fine-tuning keeps the base
-model's own settings, and a --config recipe is complete as written (the shipped ones in models/ spell everything
+"(train from scratch)" build the same model (3-channel RGB input, tiles, stain jitter, H&E stain amounts).
+Fine-tuning keeps the base model's own settings, and a --config recipe is complete as written (the shipped ones in models/ spell everything
 out), so neither takes these.
 """
 
@@ -18,7 +18,7 @@ MODALITY_DEFAULTS: dict[str, dict] = {
     "ultrasound": dict(_COMMON, input_kind="gray", fit="resize", preprocessing=["clahe"]),
     "mammography": dict(_COMMON, input_kind="gray", fit="resize"),
     "histology": dict(_COMMON, input_kind="rgb", fit="tile", normalisation={"kind": "range", "max": 255},
-                      augment=_COMMON["augment"] + ["stain"]),
+                      augment=_COMMON["augment"] + ["stain", "hed"]),
     "mri": dict(_COMMON, input_kind="slices", context_slices=1, fit="tile", normalisation={"kind": "zscore"}),
 }
 

@@ -30,7 +30,7 @@ from ..models.registry import default_registry, user_models_dir
 from ..names import check_model_name
 from .augment import augment_batch
 from .config import TrainConfig, check_encoder
-from .data import BalancedSampler, Case, crop_patch, load_folder, make_examples, resize_examples, split_by_group
+from .data import BalancedSampler, Case, crop_patch, load_sources, make_examples, resize_examples, split_by_group
 from .events import BatchDone, EpochDone, Log, Published, StopRequested, Validated
 from .hooks import TrainerHooks
 from .losses import compute_loss
@@ -223,10 +223,8 @@ class Trainer:
     def prepare_data(self) -> None:
         """Cases, the split by group, and the training examples the model's card asks for (checked against it)."""
         cfg = self.cfg
-        if self.cases is None:
-            if not cfg.images or not cfg.masks:
-                raise LesionSegError("Give a folder of images and a folder of masks.")
-            self.cases = load_folder(cfg.images, cfg.masks, cfg.cases_json, report=self.log)
+        if self.cases is None:  # the recipe's folders: `images`/`masks`, or several `sources`
+            self.cases = load_sources(cfg, report=self.log)
         if not self.cases:
             raise LesionSegError("No training cases.")
         if not any(c.mask.any() for c in self.cases):

@@ -58,11 +58,10 @@ def _run(job: TrainingJob, pipe: _Pipe):
 
     cfg = TrainConfig.from_dict(job.config)
     cases = load_cases(job)
-    if cases and cfg.images and cfg.masks:  # viewer pairs plus a folder of pairs
-        from .data import load_folder
+    if cases and ((cfg.images and cfg.masks) or cfg.sources):  # viewer pairs plus the recipe's folders
+        from .data import load_sources
 
-        cases += load_folder(cfg.images, cfg.masks, cfg.cases_json,
-                             report=lambda message: pipe.send(Log(message=message)))
+        cases += load_sources(cfg, report=lambda message: pipe.send(Log(message=message)))
     pipe.send(Started(pid=os.getpid(), n_cases=len(cases)))
     return train(cfg, progress=pipe.send, cancelled=pipe.cancelled, cases=cases or None, resume=job.resume)
 
