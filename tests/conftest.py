@@ -38,3 +38,18 @@ def _user_model_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LESIONSEG_USER_MODELS_DIR", str(d))
     monkeypatch.setenv("LESIONSEG_AUTOSAVE_DIR", str(tmp_path_factory.mktemp("autosave")))
     yield d
+
+
+@pytest.fixture
+def messages():
+    """What napari notified (errors, warnings, infos) while the test ran, as text."""
+    from napari.utils.notifications import notification_manager
+
+    seen: list[str] = []
+
+    def collect(n):
+        seen.append(str(n.message))
+
+    notification_manager.notification_ready.connect(collect)
+    yield seen
+    notification_manager.notification_ready.disconnect(collect)

@@ -37,20 +37,6 @@ def _cli(argv, capsys) -> tuple[int, str]:
     return code, err
 
 
-@pytest.fixture
-def messages():
-    from napari.utils.notifications import notification_manager
-
-    seen: list[str] = []
-
-    def collect(n):
-        seen.append(str(n.message))
-
-    notification_manager.notification_ready.connect(collect)
-    yield seen
-    notification_manager.notification_ready.disconnect(collect)
-
-
 def _dock_mask(make_napari_viewer, qtbot, path, model, scope=None):
     """Open `path` as a user does, Segment it with `model` at the model's threshold; (dock, mask or None)."""
     viewer = make_napari_viewer()

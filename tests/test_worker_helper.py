@@ -16,20 +16,6 @@ from napari_lesionseg.napari._worker import DockJobs
 
 
 @pytest.fixture
-def messages():
-    from napari.utils.notifications import notification_manager
-
-    seen: list[str] = []
-
-    def collect(n):
-        seen.append(str(n.message))
-
-    notification_manager.notification_ready.connect(collect)
-    yield seen
-    notification_manager.notification_ready.disconnect(collect)
-
-
-@pytest.fixture
 def dock(qtbot):
     w = QWidget()
     w.bar, w.cancel_btn, w.go_btn, w.status = QProgressBar(w), QPushButton("Cancel", w), QPushButton("Go", w), QLabel(w)

@@ -40,23 +40,13 @@ def init_from_imagenet(net: torch.nn.Module, encoder: str) -> int:
 
     The package's file (efficientnet_pytorch naming) and timm's network list their tensors in the same order;
     tensors are matched by order and every shape checked. Returns how many tensors were copied."""
-    from .pretrained import SOURCES, _adapt_first_conv, weights_file
+    from .pretrained import SOURCES, matched_by_order, weights_file
 
     source = SOURCES[TIMM_NAMES[encoder]]
     src = torch.load(weights_file(source), map_location="cpu", weights_only=True)
     src = [(k, v) for k, v in src.items() if not k.startswith("_fc.")]
     dst = [(k, v) for k, v in net.state_dict().items() if not k.startswith("classifier.")]
-    if len(src) != len(dst):
-        raise LesionSegError(f"The pretrained weights {source.name!r} have {len(src)} tensors; {encoder} has "
-                             f"{len(dst)}.")
-    new = {}
-    for i, ((sk, sv), (dk, dv)) in enumerate(zip(src, dst)):
-        if i == 0 and sv.ndim == 4:
-            sv = _adapt_first_conv(sv, dv.shape[1])
-        if tuple(sv.shape) != tuple(dv.shape):
-            raise LesionSegError(f"The pretrained weights {source.name!r} do not fit {encoder}: {sk} "
-                                 f"{tuple(sv.shape)} against {dk} {tuple(dv.shape)}.")
-        new[dk] = sv.to(dv.dtype)
+    new = matched_by_order(src, dst, source.name, encoder)
     net.load_state_dict(new, strict=False)
     return len(new)
 

@@ -90,16 +90,22 @@ def load_pretrained_encoder(net: torch.nn.Module, name: str, encoder: str) -> in
     except Exception as e:  # noqa: BLE001 - any unreadable file is one clear message
         raise LesionSegError(f"Cannot read the pretrained weights {path}: {e}") from e
     src = [(k, v) for k, v in src.items() if not k.startswith(source.drop_prefixes)]
-    dst = net.encoder.state_dict()
+    new = matched_by_order(src, list(net.encoder.state_dict().items()), name, encoder)
+    net.encoder.load_state_dict(new, strict=True)
+    return len(new)
+
+
+def matched_by_order(src: list, dst: list, name: str, network: str) -> dict:
+    """{destination key: source tensor} pairing two (key, tensor) lists by order, every shape checked (the first
+    convolution's RGB filters summed to fit fewer input channels); one mismatch refuses the whole file."""
     if len(src) != len(dst):
-        raise LesionSegError(f"The pretrained weights {name!r} have {len(src)} tensors; the encoder has {len(dst)}.")
+        raise LesionSegError(f"The pretrained weights {name!r} have {len(src)} tensors; {network} has {len(dst)}.")
     new = {}
-    for i, ((sk, sv), (dk, dv)) in enumerate(zip(src, dst.items())):
+    for i, ((sk, sv), (dk, dv)) in enumerate(zip(src, dst)):
         if i == 0 and sv.ndim == 4:
             sv = _adapt_first_conv(sv, dv.shape[1])
         if tuple(sv.shape) != tuple(dv.shape):
-            raise LesionSegError(f"The pretrained weights {name!r} do not fit {encoder}: {sk} {tuple(sv.shape)} "
+            raise LesionSegError(f"The pretrained weights {name!r} do not fit {network}: {sk} {tuple(sv.shape)} "
                                  f"against {dk} {tuple(dv.shape)}.")
         new[dk] = sv.to(dv.dtype)
-    net.encoder.load_state_dict(new, strict=True)
-    return len(new)
+    return new
