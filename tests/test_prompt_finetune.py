@@ -174,3 +174,12 @@ def test_train_dock_cancel_stops_the_prompt_fine_tuning_and_publishes_nothing(ma
     assert "cancelled; nothing was published" in train.status.text()
     assert train.prompt_job.card is None and not list(_user_model_dir.rglob("never*"))
     assert train.start_btn.isEnabled()
+
+
+def test_train_dock_offers_only_prompt_networks_it_can_fine_tune(make_napari_viewer):
+    """The line-only busi_line_unet would be refused by the fine-tuning: the dock does not offer it."""
+    _needs_prompt_network()
+    viewer = make_napari_viewer()
+    _, train = viewer.window.add_plugin_dock_widget("napari-lesionseg", "Fine-tune a model")
+    names = [train.base_combo.itemText(i) for i in range(train.base_combo.count())]
+    assert "prompt_unet" in names and "busi_line_unet" not in names

@@ -304,7 +304,9 @@ class FineTuneDock(QWidget):
         self.base_combo.blockSignals(True)
         self.base_combo.clear()
         self.base_combo.addItem(SCRATCH)
-        names = [c.name for c in self.registry.cards()] + self.registry.names(kind="prompt")  # prompt: line/box nets
+        from ..core.training.prompt_finetune import fine_tunable_names
+
+        names = [c.name for c in self.registry.cards()] + fine_tunable_names(self.registry)  # + line/box networks
         self.base_combo.addItems(names)
         if current in names or current == SCRATCH:
             self.base_combo.setCurrentText(current)

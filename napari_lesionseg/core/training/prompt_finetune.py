@@ -55,6 +55,19 @@ def base_prompt_card(base: str) -> tuple[Path, dict]:
     return path, card
 
 
+def fine_tunable(card) -> bool:
+    """A prompt network that takes every prompt (line, box, clicks: its card lists `prompt_channels`); the first,
+    line-only network cannot be fine-tuned with the shared prompt samples."""
+    if getattr(card, "kind", None) != "prompt" or card.path is None:
+        return False
+    return "prompt_channels" in json.loads(Path(card.path).read_text())
+
+
+def fine_tunable_names(registry) -> list[str]:
+    """The prompt networks a user can fine-tune (the Train dock's "Start from" list offers only these)."""
+    return [c.name for c in registry.cards(kind="prompt") if fine_tunable(c)]
+
+
 def _gray(image: np.ndarray, mask_ndim: int) -> np.ndarray:
     a = np.asarray(image)
     if a.ndim == mask_ndim + 1 and a.shape[-1] in (3, 4):  # colour: luminance, as the full training
