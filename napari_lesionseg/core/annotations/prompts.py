@@ -266,48 +266,45 @@ def clicks_to_labels(image, clicks, negative=(), *, spacing=None, rgb: bool | No
     The one function behind the Annotations dock's "lesion at each click" and `lesionseg points-to-masks
     --prompt`: positive clicks (a Points layer) grouped into lesions by `group_clicks`, negative clicks (another
     layer) cut; every lesion by `click_to_mask`. Earlier lesions keep their pixels."""
-    from ..errors import Cancelled
-    from .lines import _spatial
-
     if not len(clicks):
         raise LesionSegError("There are no clicks: click on the centre of each lesion (Points layer).")
     lesions = group_clicks(image, clicks, negative, spacing=spacing, rgb=rgb, modality=modality)
+    return _label_each(
+        image, rgb, lesions, progress, cancelled,
+        lambda les: click_to_mask(image, les["centre"], spacing=spacing, positive=les["positive"],
+                                  negative=les["negative"], rgb=rgb, method=method, modality=modality),
+        lambda i, les: f"Lesion {i + 1} (click at {np.round(les['centre'], 1).tolist()})")
+
+
+def _label_each(image, rgb, prompts, progress, cancelled, to_mask, describe) -> np.ndarray:
+    """Label image from one mask per prompt (lesion i+1 for prompt i; earlier lesions keep their pixels), with
+    Cancel between prompts and a prompt's problem named by `describe(i, prompt)`."""
+    from ..errors import Cancelled
+    from .lines import _spatial
+
     labels = np.zeros(_spatial(image, rgb).shape, np.int32)
-    for i, les in enumerate(lesions):
+    for i, prompt in enumerate(prompts):
         if cancelled is not None and cancelled():
             raise Cancelled()
         try:
-            m = click_to_mask(image, les["centre"], spacing=spacing, positive=les["positive"],
-                              negative=les["negative"], rgb=rgb, method=method, modality=modality)
+            m = to_mask(prompt)
         except LesionSegError as e:
-            raise LesionSegError(f"Lesion {i + 1} (click at {np.round(les['centre'], 1).tolist()}): {e}") from None
+            raise LesionSegError(f"{describe(i, prompt)}: {e}") from None
         labels[m & (labels == 0)] = i + 1
         if progress is not None:
-            progress(i + 1, len(lesions))
+            progress(i + 1, len(prompts))
     return labels
 
 
 def boxes_to_labels(image, boxes: Sequence[tuple[np.ndarray, np.ndarray]], *, spacing=None, rgb: bool | None = None,
                     method: str = "auto", progress=None, cancelled=None, model: str | None = None) -> np.ndarray:
     """Label image: lesion i (1-based) for every box (two opposite corners); earlier boxes keep their pixels."""
-    from ..errors import Cancelled
-    from .lines import _spatial
-
     if not len(boxes):
         raise LesionSegError("There are no boxes: draw a rectangle around each lesion (Shapes layer).")
-    shape = _spatial(image, rgb).shape
-    labels = np.zeros(shape, np.int32)
-    for i, (a, b) in enumerate(boxes):
-        if cancelled is not None and cancelled():
-            raise Cancelled()
-        try:
-            m = box_to_mask(image, a, b, spacing=spacing, rgb=rgb, method=method, model=model)
-        except LesionSegError as e:
-            raise LesionSegError(f"Box {i + 1}: {e}") from None
-        labels[m & (labels == 0)] = i + 1
-        if progress is not None:
-            progress(i + 1, len(boxes))
-    return labels
+    return _label_each(image, rgb, list(boxes), progress, cancelled,
+                       lambda box: box_to_mask(image, box[0], box[1], spacing=spacing, rgb=rgb, method=method,
+                                               model=model),
+                       lambda i, _box: f"Box {i + 1}")
 
 
 def shapes_to_labels(image, shapes, *, spacing=None, method: str = "auto", rgb: bool | None = None, progress=None,
