@@ -274,18 +274,8 @@ def mri_model(tmp_path_factory, _user_model_dir):
 def test_closing_the_viewer_while_segment_runs_stops_the_job(make_napari_viewer, qtbot, mri_model):
     """The worker is cancelled and joined when the window closes (it used to run on into a torn-down viewer and
     end napari with a segfault)."""
-    from tiny_models import blob_volume
-
-    rng = np.random.default_rng(2)
-    vol = np.concatenate([blob_volume(rng, (16, 64, 64))[0] for _ in range(16)])  # 256 slices: a long job
     viewer = make_napari_viewer(show=True)
-    viewer.add_image(vol, name="long volume")
-    dock = _open(viewer, "Segment lesions")
-    dock.model_combo.setCurrentText(mri_model)
-    dock.scope_combo.setCurrentText("Whole volume")
-    dock._predictor(mri_model, dock.device_combo.currentText()).batch_size = 1
-    dock.segment_btn.click()
-    qtbot.waitUntil(lambda: dock.progress.value() >= 2, timeout=60_000)
+    dock, vol = _segment_a_long_volume(viewer, qtbot, mri_model, seed=2)
     assert not dock._idle.is_set(), "the job should still be running"
     viewer.close()
     assert dock._cancel.is_set(), "closing did not cancel the job"
@@ -296,18 +286,8 @@ def test_closing_the_viewer_while_segment_runs_stops_the_job(make_napari_viewer,
 
 
 def test_removing_the_dock_while_segment_runs_stops_the_job(make_napari_viewer, qtbot, mri_model):
-    from tiny_models import blob_volume
-
-    rng = np.random.default_rng(3)
-    vol = np.concatenate([blob_volume(rng, (16, 64, 64))[0] for _ in range(16)])
     viewer = make_napari_viewer()
-    viewer.add_image(vol, name="long volume")
-    dock = _open(viewer, "Segment lesions")
-    dock.model_combo.setCurrentText(mri_model)
-    dock.scope_combo.setCurrentText("Whole volume")
-    dock._predictor(mri_model, dock.device_combo.currentText()).batch_size = 1
-    dock.segment_btn.click()
-    qtbot.waitUntil(lambda: dock.progress.value() >= 2, timeout=60_000)
+    dock, _vol = _segment_a_long_volume(viewer, qtbot, mri_model, seed=3)
     idle, cancel = dock._idle, dock._cancel
     viewer.window.remove_dock_widget("all")
     qtbot.waitUntil(idle.is_set, timeout=30_000)
@@ -384,3 +364,19 @@ def test_start_from_stays_after_a_new_model_is_published(make_napari_viewer, tmp
     assert "tiny-gray" in [tune.base_combo.itemText(i) for i in range(tune.base_combo.count())]
     assert tune.base_combo.currentText() == "ultrasound-lesion"
     assert segment.model_combo.currentText() == "tiny-gray"
+
+
+def _segment_a_long_volume(viewer, qtbot, mri_model, seed: int):
+    """Start Segment on a 256-slice volume, one slice per batch (a long job), and wait until it is under way."""
+    from tiny_models import blob_volume
+
+    rng = np.random.default_rng(seed)
+    vol = np.concatenate([blob_volume(rng, (16, 64, 64))[0] for _ in range(16)])
+    viewer.add_image(vol, name="long volume")
+    dock = _open(viewer, "Segment lesions")
+    dock.model_combo.setCurrentText(mri_model)
+    dock.scope_combo.setCurrentText("Whole volume")
+    dock._predictor(mri_model, dock.device_combo.currentText()).batch_size = 1
+    dock.segment_btn.click()
+    qtbot.waitUntil(lambda: dock.progress.value() >= 2, timeout=60_000)
+    return dock, vol
