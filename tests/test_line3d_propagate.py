@@ -110,14 +110,26 @@ def test_extend_is_bounded_by_the_line_length_through_slices():
     assert zs.size >= 15
 
 
-def test_trim_never_adds_and_cuts_a_leak_back_to_the_lesion():
-    """A walker mask that leaked 3 voxels all round: trimmed by the network, closer to the lesion, never larger."""
+def test_extend_keeps_the_walkers_slices_and_adds_only_beyond_them():
+    """The mask the walker made is kept as it is; new voxels only on slices past its first and last."""
     _network()
-    from scipy import ndimage as ndi
-
     vol, truth, sp = _ellipsoid()
-    leaked = ndi.binary_dilation(truth, iterations=3) & (truth.any((1, 2))[:, None, None])
-    out = propagate.trim_slices(vol, leaked, 11, sp, None)
-    assert not (out & ~leaked).any()
-    assert (out[11] == leaked[11]).all()  # the drawn slice is the user's
-    assert dice(out, truth) > dice(leaked, truth) + 0.05
+    m = truth.copy()
+    m[:9] = False
+    m[14:] = False
+    out = propagate.extend_slices(vol, m, 11, sp, 40.0, None)
+    assert (out[9:14] == m[9:14]).all()
+    assert out[:9].any() and out[14:].any()
+
+
+def test_a_one_pixel_slice_mask_is_not_a_prompt():
+    """A walker mask ending in a single pixel: no prompt there, the mask is returned unchanged, no error."""
+    _network()
+    vol, truth, sp = _ellipsoid()
+    m = np.zeros_like(truth)
+    m[11] = truth[11]
+    m[12, 40, 38] = True
+    assert propagate._line_of(m[12], sp[1:]) is None
+    assert propagate.network_masks(vol, {13: m[12]}, sp, None) == {}
+    out = propagate.extend_slices(vol, m, 11, sp, 40.0, None)
+    assert out[11].sum() == truth[11].sum() and out[12].sum() >= 1

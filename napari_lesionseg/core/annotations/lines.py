@@ -264,8 +264,7 @@ def _mask_3d(volume, line: Line, spacing, method: str, what: str, beta: float = 
     """Slice mask → 3D: a random walker in a box around the line, spacing-aware, seeded by the slice mask
     (inside) and by the slice outside it and everything beyond an ellipsoid sized by the line (outside).
     With the prompt network (method learned, or auto when it is installed) the drawn slice is the network's,
-    and the network then trims every other slice to the lesion's boundary and continues past the walker's ends
-    (`propagate.trim_slices`, `extend_slices`; benchmarks/eval_line3d.py)."""
+    and the network continues past the walker's ends (`propagate.extend_slices`; benchmarks/eval_line3d.py)."""
     z0 = int(round((line.p0[0] + line.p1[0]) / 2))
     network = line.extra.get("network")
     if method == "auto":
@@ -275,10 +274,9 @@ def _mask_3d(volume, line: Line, spacing, method: str, what: str, beta: float = 
     if slice_mask is None:
         slice_mask = _mask_2d(volume[z0], line, spacing[1:], method, what)
     m = _walk_3d(volume, line, spacing, z0, slice_mask, beta)
-    if method == "learned":  # the network draws each slice's boundary and follows the lesion past the walker
-        from .propagate import extend_slices, trim_slices
+    if method == "learned":  # the network follows the lesion past the walker's ends
+        from .propagate import extend_slices
 
-        m = trim_slices(volume, m, z0, spacing, network)
         m = extend_slices(volume, m, z0, spacing, float(np.hypot(*((line.p1[1:] - line.p0[1:]) * spacing[1:]))),
                           network)
     return m

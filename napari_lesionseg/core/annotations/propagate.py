@@ -1,19 +1,17 @@
-"""The prompt network's part in a 3D lesion from one line: each slice's in-plane boundary, and the slices beyond.
+"""The prompt network's part in a 3D lesion from one line: the slices past the 3D walker's reach.
 
-`lines._mask_3d` grows the drawn slice's mask through the volume with a spacing-aware 3D random walker: it
-decides how far the lesion runs through the slices. The walker follows grey levels only, so away from the drawn
-slice its outline is rough (and on the drawn slice the network is far better: pyradiomics breast1 slice Dice 0.91
-against the classical 0.75). Two steps here, both prompted exactly as a reader would on each slice (the longest
-diameter of the mask next to it):
-- `trim_slices`: on every other slice of the walker's mask the network draws the lesion's boundary; the slice
-  keeps what both call lesion (the network never adds to the walker's extent);
-- `extend_slices`: past the walker's last slice at either end, the network continues slice by slice, prompted by
-  the previous slice's mask, while the new mask lies mostly on the previous one (≥ `MIN_OVERLAP` of it), is not
-  much larger (≤ `MAX_GROWTH`), still stands out from its surroundings (≥ `MIN_CONTRAST` of the drawn slice's
-  contrast) and stays within the ellipsoid the walker is bounded by (± `Z_REACH` × the line's length in mm).
-Measured (benchmarks/eval_line3d.py): every choice here was compared on all three labelled volumes together
-(breast1, brain1, the Duke box); the network propagating alone from the drawn slice was tried and not kept
-(Duke's volume swung from 0.7 to 4 mL with small changes of its stopping rule).
+`lines._mask_3d` grows the drawn slice's mask (the network's, when it is installed: pyradiomics breast1 slice Dice
+0.91 against the classical 0.75) through the volume with a spacing-aware 3D random walker. Past the walker's first
+and last slice, `extend_slices` lets the network continue slice by slice, each slice prompted as a reader would
+(the longest diameter of the previous slice's mask), while the new mask lies mostly on the previous one
+(≥ `MIN_OVERLAP` of it), is not much larger (≤ `MAX_GROWTH`), still stands out from its surroundings
+(≥ `MIN_CONTRAST` of the drawn slice's contrast, same polarity) and stays within the walker's ellipsoid
+(± `Z_REACH` × the line's length in mm from the drawn slice).
+
+Chosen on all three labelled volumes together (benchmarks/eval_line3d.py: breast1, brain1, the Duke box), never
+one. Tried and not kept: the network alone propagating from the drawn slice (Duke's volume swung from 0.7 to 4 mL
+with small changes of its stopping rule; breast1 0.72-0.74), and the network trimming every slice of the walker's
+mask to what both call lesion (breast1 +0.02 to +0.03, brain1 box and click -0.01 to -0.04: not better on all).
 """
 
 from __future__ import annotations
@@ -29,10 +27,6 @@ MIN_CONTRAST = 0.5
 """…and its mean minus its 3 mm ring's mean must be at least this share of the drawn slice's."""
 Z_REACH = 0.75
 """Through slices no further than this × the line's length (mm) from the drawn slice: the walker's ellipsoid."""
-TRIM_TTA = False
-"""Trim with one plain network pass per slice (4 test-time views cost 4×: 2.5 s for Duke's 15 slices on a busy CPU)."""
-MIN_TRIM_PX = 10
-"""Slices of the walker's mask smaller than this are left as they are (too small to prompt)."""
 
 
 def ring_contrast(image2d: np.ndarray, mask2d: np.ndarray, spacing2, ring_mm: float = 3.0) -> float:
@@ -48,17 +42,20 @@ def ring_contrast(image2d: np.ndarray, mask2d: np.ndarray, spacing2, ring_mm: fl
 
 def _line_of(mask2d: np.ndarray, spacing2):
     """The prompt a reader would draw on a slice showing `mask2d`: its longest diameter (a `lines.Line`)."""
+    from ..errors import LesionSegError
     from .frame import longest_diameter
     from .lines import Line
 
-    p0, p1 = longest_diameter(mask2d, spacing2)
+    try:
+        p0, p1 = longest_diameter(mask2d, spacing2)
+    except LesionSegError:  # a pixel or two: nothing to prompt with
+        return None
     if np.hypot(*(np.asarray(p1) - p0)) < 1.0:
         return None
     return Line(np.asarray(p0, float), np.asarray(p1, float))
 
 
-def network_masks(volume: np.ndarray, prompts: dict[int, np.ndarray], spacing, network: str | None,
-                  tta: bool = True) -> dict:
+def network_masks(volume: np.ndarray, prompts: dict[int, np.ndarray], spacing, network: str | None) -> dict:
     """{slice: the network's mask on that slice} for {slice: a mask whose longest diameter is the prompt}; one
     batched network pass for all slices. Slices whose prompt is too short or whose crop is flat are left out."""
     from .frame import LineFrame
@@ -81,22 +78,9 @@ def network_masks(volume: np.ndarray, prompts: dict[int, np.ndarray], spacing, n
         inputs.append(x)
     if not inputs:
         return {}
-    probs = predict_frames(np.stack(inputs), name=network, tta=tta)
+    probs = predict_frames(np.stack(inputs), name=network)
     return {k: _mask_from_frame_probability(p, frame, volume.shape[1:], line)
             for (k, frame, line), p in zip(jobs, probs)}
-
-
-def trim_slices(volume: np.ndarray, mask: np.ndarray, z0: int, spacing, network: str | None) -> np.ndarray:
-    """Every slice of the 3D mask but the drawn one, cut to what the network also calls lesion there (prompted by
-    that slice's own longest diameter). A slice where the network finds something else (less than
-    `MIN_OVERLAP` of its mask on the walker's) keeps the walker's mask."""
-    todo = {int(k): mask[k] for k in np.flatnonzero(mask.sum((1, 2)) >= MIN_TRIM_PX) if k != z0}
-    out = mask.copy()
-    for k, net in network_masks(volume, todo, spacing, network, tta=TRIM_TTA).items():
-        both = net & mask[k]
-        if net.any() and both.sum() >= MIN_OVERLAP * net.sum():
-            out[k] = both
-    return out
 
 
 def extend_slices(volume: np.ndarray, mask: np.ndarray, z0: int, spacing, length_mm: float,
