@@ -122,6 +122,34 @@ def test_extend_keeps_the_walkers_slices_and_adds_only_beyond_them():
     assert out[:9].any() and out[14:].any()
 
 
+def test_consensus_cuts_a_leaking_walker_back_to_the_lesion():
+    """The walker leaked (its mask and probability run 3 voxels past the lesion on every slice): the vote with
+    the network brings the other slices back towards the lesion and leaves the drawn slice alone."""
+    _network()
+    from scipy import ndimage as ndi
+
+    vol, truth, sp = _ellipsoid()
+    leaked = ndi.binary_dilation(truth, iterations=3) & truth.any((1, 2))[:, None, None]
+    box = tuple(slice(0, n) for n in vol.shape)
+    out = propagate.consensus_slices(vol, leaked, leaked.astype(np.float32) * 0.8, box, 11, sp, None)
+    assert (out[11] == leaked[11]).all()
+    assert dice(out, truth) > dice(leaked, truth) + 0.05
+    assert not out[~truth.any((1, 2))].any()  # no slice the walker had not reached
+
+
+def test_consensus_keeps_the_walkers_slice_when_the_vote_leaves_nothing():
+    """A walker probability of 0 outvotes the network alone (equal parts): those slices keep the walker's mask."""
+    _network()
+    rng = np.random.default_rng(2)
+    vol = (40 + rng.standard_normal((5, 64, 64))).astype(np.float32)
+    vol[1:4, 24:40, 24:40] += 60
+    m = np.zeros(vol.shape, bool)
+    m[1:4, 24:40, 24:40] = True
+    box = tuple(slice(0, n) for n in vol.shape)
+    out = propagate.consensus_slices(vol, m, np.zeros(vol.shape, np.float32), box, 2, (1.0, 1.0, 1.0), None)
+    assert (out == m).all()
+
+
 def test_a_one_pixel_slice_mask_is_not_a_prompt():
     """A walker mask ending in a single pixel: no prompt there, the mask is returned unchanged, no error."""
     _network()
