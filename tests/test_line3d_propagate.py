@@ -161,3 +161,15 @@ def test_a_one_pixel_slice_mask_is_not_a_prompt():
     assert propagate.network_masks(vol, {13: m[12]}, sp, None) == {}
     out = propagate.extend_slices(vol, m, 11, sp, 40.0, None)
     assert out[11].sum() == truth[11].sum() and out[12].sum() >= 1
+
+
+def test_network_masks_in_several_batches_match_one_batch(monkeypatch):
+    """More slices than one network pass takes: the same masks as when they all fit in one."""
+    _network()
+    vol, truth, sp = _ellipsoid()
+    prompts = {k: truth[k] for k in np.flatnonzero(truth.sum((1, 2)) >= 10)}
+    whole = propagate.network_masks(vol, prompts, sp, None)
+    monkeypatch.setattr(propagate, "BATCH", 3)
+    split = propagate.network_masks(vol, prompts, sp, None)
+    assert len(prompts) > 3 and whole.keys() == split.keys()
+    assert all(dice(whole[k], split[k]) > 0.99 for k in whole)

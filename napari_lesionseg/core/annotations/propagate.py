@@ -34,6 +34,8 @@ Z_REACH = 0.75
 """Through slices no further than this × the line's length (mm) from the drawn slice: the walker's ellipsoid."""
 NETWORK_WEIGHT = 0.5
 """The network's share of the vote on every slice of the walker's mask (equal parts; not tuned)."""
+BATCH = 16
+"""Slices per network pass (memory stays bounded for a lesion through a hundred slices)."""
 MIN_SLICE_PX = 10
 """Slices of the walker's mask smaller than this keep the walker's mask (too small to prompt)."""
 
@@ -88,7 +90,8 @@ def _network_frames(volume: np.ndarray, prompts: dict[int, np.ndarray], spacing,
         inputs.append(x)
     if not inputs:
         return []
-    probs = predict_frames(np.stack(inputs), name=network, tta=tta)
+    probs = np.concatenate([predict_frames(np.stack(inputs[i:i + BATCH]), name=network, tta=tta)
+                            for i in range(0, len(inputs), BATCH)])
     return [(*job, p) for job, p in zip(jobs, probs)]
 
 
