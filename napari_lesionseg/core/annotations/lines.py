@@ -262,12 +262,34 @@ def _mask_2d(image2d, line: Line, spacing2, method: str, what: str) -> np.ndarra
 
 def _mask_3d(volume, line: Line, spacing, method: str, what: str, beta: float = 300.0, slice_mask=None) -> np.ndarray:
     """Slice mask → 3D: a random walker in a box around the line, spacing-aware, seeded by the slice mask
-    (inside) and by the slice outside it and everything beyond an ellipsoid sized by the line (outside)."""
+    (inside) and by the slice outside it and everything beyond an ellipsoid sized by the line (outside).
+    With the prompt network (method learned, or auto when it is installed) the drawn slice is the network's, every
+    other slice is what the walker and the network (prompted on it) together call lesion, and the network
+    continues past the walker's ends (`propagate.consensus_slices`, `extend_slices`; benchmarks/eval_line3d.py)."""
+    z0 = int(round((line.p0[0] + line.p1[0]) / 2))
+    network = line.extra.get("network")
+    if method == "auto":
+        from .line_model import line_model_available
+
+        method = "learned" if line_model_available(network) else "classical"
+    if slice_mask is None:
+        slice_mask = _mask_2d(volume[z0], line, spacing[1:], method, what)
+    m, prob, box = _walk_3d(volume, line, spacing, z0, slice_mask, beta)
+    if method == "learned":  # the network votes on every slice and follows the lesion past the walker's ends
+        from .propagate import consensus_slices, extend_slices
+
+        if prob is not None:
+            m = consensus_slices(volume, m, prob, box, z0, spacing, network)
+        m = extend_slices(volume, m, z0, spacing, float(np.hypot(*((line.p1[1:] - line.p0[1:]) * spacing[1:]))),
+                          network)
+    return m
+
+
+def _walk_3d(volume, line: Line, spacing, z0: int, slice_mask, beta: float):
+    """The spacing-aware 3D random walker of `_mask_3d` (seeds: its docstring): (mask, the walker's lesion
+    probability on its box or None when it did not run, the box)."""
     from skimage.segmentation import random_walker
 
-    z0 = int(round((line.p0[0] + line.p1[0]) / 2))
-    if slice_mask is None:
-        slice_mask = _mask_2d(volume[z0], line, spacing[1:], "classical" if method == "auto" else method, what)
     m2 = slice_mask
     L = float(np.hypot(*((line.p1[1:] - line.p0[1:]) * spacing[1:])))
     centre = np.array([z0, *((line.p0[1:] + line.p1[1:]) / 2)])
@@ -290,6 +312,7 @@ def _mask_3d(volume, line: Line, spacing, method: str, what: str, beta: float = 
     seeds[zc][~ndi.binary_dilation(seed2, iterations=2)] = 2
     core = ndi.binary_erosion(seed2)
     seeds[zc][core if core.any() else seed2] = 1
+    p = None
     if roi.shape[0] == 1 or not (seeds == 0).any():
         m = seed2[None].copy() if roi.shape[0] == 1 else seeds == 1
     else:
@@ -306,7 +329,7 @@ def _mask_3d(volume, line: Line, spacing, method: str, what: str, beta: float = 
         m[k] = ndi.binary_fill_holes(m[k])
     out = np.zeros(volume.shape, bool)
     out[box] = m
-    return out
+    return out, p, box
 
 
 # ---------------------------------------------------------------- public API

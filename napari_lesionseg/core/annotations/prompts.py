@@ -129,15 +129,18 @@ def box_to_mask(image, corner0, corner1, *, spacing=None, positive=(), negative=
                     model=model)
     if z is None:
         return m2
-    return _grow_3d(img, m2, z, sp, method)
+    return _grow_3d(img, m2, z, sp, method, network=model)
 
 
-def _grow_3d(volume, slice_mask, z, spacing, method) -> np.ndarray:
+def _grow_3d(volume, slice_mask, z, spacing, method, network: str | None = None) -> np.ndarray:
+    """The slice mask through the volume as a line's (`lines._mask_3d`); `network` (None: the installed
+    all-prompt one) continues it past the walker, the network that drew the slice."""
     from .frame import longest_diameter
     from .lines import Line, _mask_3d
 
     p0, p1 = longest_diameter(slice_mask, spacing[1:])
-    return _mask_3d(volume, Line(np.r_[z, p0], np.r_[z, p1]), spacing, method, "The lesion", slice_mask=slice_mask)
+    line = Line(np.r_[z, p0], np.r_[z, p1], extra={"network": network})
+    return _mask_3d(volume, line, spacing, method, "The lesion", slice_mask=slice_mask)
 
 
 def click_box(centre, diameter_px: float, spacing, positive=(), shape=None) -> tuple[np.ndarray, np.ndarray]:
