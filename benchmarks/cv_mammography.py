@@ -163,6 +163,129 @@ def run_folds(args, recipe, cases, extra, fold_of, results, save) -> None:
         print(key, json.dumps(results["folds"][key]["summary"]), flush=True)
 
 
+SOURCES = {
+    "mias": ("mias_cv", "mini-MIAS (Suckling et al. 1994): every image measured by the one of {k} cross-validation "
+                        "models that did not train on its woman (left/right pair); masses as the MIAS circles (disks)",
+             "mini-MIAS, {k}-fold CV by woman", "mass images of held-out women"),
+    "cdd_digital": ("cdd_cesm_dm_cv", "CDD-CESM (Khaled et al., Sci Data 2022), the 7 low-energy digital mammograms "
+                                      "with usable outlines, each measured by the fold model that never saw its "
+                                      "patient; coarse polygon outlines",
+                    "CDD-CESM digital, {k}-fold CV by patient", "digital mammograms of held-out patients"),
+    "cdd_skin_line": ("cdd_cesm_dm_skin_line", "CDD-CESM, the 3 low-energy digital mammograms whose masks include a "
+                                               "drawn skin line (never trained on; outline figures meaningless)",
+                      "CDD-CESM skin-line masks", "digital mammograms, masks with a skin line"),
+    "cdd_contrast_subtracted": ("cdd_cesm_cm", "CDD-CESM, the 2 contrast-subtracted images (never trained on)",
+                                "CDD-CESM contrast-subtracted", "contrast-subtracted images"),
+}
+
+
+def external_blocks(results: dict) -> dict:
+    """The card's `metrics.external`: per source, the held-out figures pooled over folds, with their spread."""
+    from napari_lesionseg.core.evaluate import MISS_DICE, bootstrap_ci
+
+    k = len(results["folds"])
+    out = {}
+    for source, (key, dataset, short, unit) in SOURCES.items():
+        rows = [r for f in results["folds"].values() for r in f["rows"] if r["source"] == source]
+        if not rows:
+            continue
+        pooled = summary(rows)
+        d = np.array([r["dice"] for r in rows if r["dice"] is not None], float)
+        lo, hi = bootstrap_ci(d)
+        block = {"dataset": dataset.format(k=k), "short": short.format(k=k), "unit": unit,
+                 "measured_with": "Predictor.predict_image (the call lesionseg predict/evaluate make), per fold model",
+                 "n_lesion": int(len(d)), "n_lesion_free": pooled.get("n_mass_free", 0),
+                 "mean_dice": round(float(d.mean()), 4), "ci95_mean_dice": [round(lo, 4), round(hi, 4)],
+                 "median_dice": round(float(np.median(d)), 4), "misses": int((d < MISS_DICE).sum()),
+                 "n_mass_regions": pooled["n_mass"]}
+        if pooled.get("n_mass_free"):
+            block["fp_images"] = int(round(pooled["false_region_rate_mass_free"] * pooled["n_mass_free"]))
+        for name in ("sensitivity_at_0.25_fp", "sensitivity_at_0.5_fp", "sensitivity_at_1_fp",
+                     "sensitivity_at_threshold", "fp_per_image_at_threshold", "mean_dice_mass",
+                     "false_region_rate_mass_free"):
+            if name in pooled:
+                block[name] = pooled[name]
+                if source == "mias":
+                    block[name + "_per_fold"] = spread(results, source, name)
+        if source != "mias":  # a handful of images: each one's figure
+            block["per_image_dice"] = {r["name"]: None if r["dice"] is None else round(r["dice"], 4) for r in rows}
+        out[key] = block
+    return out
+
+
+def write_card(results: dict, recipe_path: str, models_dir: Path) -> Path:
+    """Publish the final model into `models_dir` as the recipe's name, its card carrying the cross-validated
+    figures (`metrics.external`) and, marked as the selection split, its figures on its own training images."""
+    import shutil
+
+    from napari_lesionseg.core.io.atomic import atomic_path
+    from napari_lesionseg.core.models.card import ModelCard
+    from napari_lesionseg.core.training.config import TrainConfig
+    from napari_lesionseg.core.training.data import load_sources
+
+    recipe = TrainConfig.from_file(recipe_path)
+    final = ModelCard.read(results["final"]["card"])
+    if "training_images" not in results:
+        rows = measure(final, load_sources(recipe))
+        results["training_images"] = by_source(rows)
+    own = results["training_images"]
+    ext = external_blocks(results)
+    mias = ext["mias_cv"]
+    m = {"val_dice": own["mias"]["mean_dice_mass"], "n_val_lesion": own["mias"]["n_mass_images"],
+         "val_sensitivity_at_0.5_fp_per_image": own["mias"]["sensitivity_at_0.5_fp"],
+         "n_train_cases": results["final"]["n_train"], "epochs_trained": results["final"]["epochs"],
+         "training_minutes": results["final"]["minutes"],
+         "cv_sensitivity_at_0.25_fp_per_image": mias["sensitivity_at_0.25_fp"],
+         "cv_sensitivity_at_0.5_fp_per_image": mias["sensitivity_at_0.5_fp"],
+         "cv_sensitivity_at_1_fp_per_image": mias["sensitivity_at_1_fp"],
+         "cv_fold_minutes": [f["minutes"] for f in results["folds"].values()],
+         "external": ext,
+         "baseline_on_cdd": results.get("baseline_cdd", {}).get("summary"),
+         "selection_split": {"keys": ["val_dice", "n_val_lesion", "val_sensitivity_at_0.5_fp_per_image"],
+                             "note": "Measured on the shipped model's own training images: optimistic, not a "
+                                     "result to quote. See metrics.external: cross-validation by woman of the "
+                                     "same recipe."}}
+    card = final.to_dict()
+    name = recipe.name
+    card.update(name=name, metrics=m, recipe=recipe_path, weights=f"{name}.safetensors")
+    card["notes"] = card_notes(results, ext)
+    models_dir = Path(models_dir)
+    with atomic_path(models_dir / f"{name}.safetensors") as tmp:
+        shutil.copyfile(final.weights_path, tmp)
+    with atomic_path(models_dir / f"{name}.json") as tmp:
+        Path(tmp).write_text(json.dumps(card, indent=2) + "\n")
+    return models_dir / f"{name}.json"
+
+
+def _pm(block: dict, key: str) -> str:
+    s = block.get(key + "_per_fold") or {}
+    return f"{block[key]:.2f}" + (f" (folds {s['mean']:.2f} ± {s['sd']:.2f})" if s else "")
+
+
+def card_notes(results: dict, ext: dict) -> str:
+    """What to expect, in words, from the held-out figures only."""
+    k, mias = len(results["folds"]), ext["mias_cv"]
+    text = (f"WHAT TO EXPECT, from {k}-fold cross-validation by woman of this recipe (fixed schedule, last EMA "
+            f"weights: nothing chosen on held-out images). mini-MIAS film, {mias['n_mass_regions']} masses on "
+            f"{mias['n_lesion']} images of held-out women: {_pm(mias, 'sensitivity_at_0.5_fp')} of masses found at "
+            f"0.5 false regions per image ({_pm(mias, 'sensitivity_at_0.25_fp')} at 0.25, "
+            f"{_pm(mias, 'sensitivity_at_1_fp')} at 1); at the default threshold "
+            f"{mias['sensitivity_at_threshold']:.2f} found with {mias['fp_per_image_at_threshold']:.2f} false regions "
+            f"per image, {mias.get('fp_images', 0)} of {mias['n_lesion_free']} mass-free images with a false region; "
+            f"mass Dice against the MIAS disks {mias['mean_dice']:.2f} (95% CI {mias['ci95_mean_dice'][0]:.2f}–"
+            f"{mias['ci95_mean_dice'][1]:.2f}).")
+    dm = ext.get("cdd_cesm_dm_cv")
+    if dm:
+        text += (f" CDD-CESM digital mammograms (each by the fold model that never saw its patient): Dice "
+                 f"{dm['mean_dice']:.2f} on {dm['n_lesion']} images, {dm['n_lesion'] - dm['misses']} of "
+                 f"{dm['n_lesion']} masses found (Dice >= 0.1).")
+    sk = ext.get("cdd_cesm_dm_skin_line")
+    if sk:
+        text += (f" The 3 CDD-CESM images whose masks include a drawn skin line were not trained on and are "
+                 f"reported apart (Dice {sk['mean_dice']:.2f}, meaningless against a skin outline).")
+    return text + " The shipped weights trained on all of these images, so these figures are the recipe's."
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", required=True)
@@ -220,8 +343,6 @@ def main(argv=None) -> int:
         save()
         print("final", json.dumps(results["final"]), flush=True)
     if args.card_into and "final" in results:
-        from cv_mammography_card import write_card
-
         print("published", write_card(results, args.recipe, Path(args.card_into)))
     return 0
 
