@@ -397,6 +397,7 @@ def main(argv=None) -> int:
         print("final", json.dumps(results["final"]), flush=True)
     if args.card_into and "final" in results:
         print("published", write_card(results, args.recipe, Path(args.card_into)))
+        save()  # with the figures on the final model's own training images
     return 0
 
 
