@@ -165,17 +165,8 @@ EXTERNAL = {
          "BrEaST-Lesions-USG (Pawlowska et al., Sci Data 2024; another hospital), the 15 images in ../shared/data",
          "BrEaST, another hospital", "lesion images", None, "No normal images in this set: no false-positive rate."),
     ],
-    "mammography-mass": [
-        ("cdd_cesm_dm", "mammography/cdd_cesm",
-         "CDD-CESM (Khaled et al., Sci Data 2022), the 10 low-energy full-field digital mammograms (DM) in "
-         "../shared/data, 512x512, coarse polygon outlines",
-         "CDD-CESM", "digital mammograms", lambda n: "_DM_" in n,
-         "Trained on scanned film (mini-MIAS) with disk targets: on digital mammograms it mostly finds nothing."),
-        ("cdd_cesm_cm", "mammography/cdd_cesm",
-         "CDD-CESM (Khaled et al., Sci Data 2022), the 2 contrast-subtracted images (CM) in ../shared/data",
-         "CDD-CESM", "contrast-subtracted images", lambda n: "_CM_" in n,
-         "Not the kind of image the model was made for; listed for completeness."),
-    ],
+    # mammography-mass: the CDD-CESM digital mammograms with usable outlines are now training data; its card's
+    # figures come from cross-validation by woman and patient (benchmarks/cv_mammography.py), not from this table.
     # histology-nuclei: every MoNuSeg tile here is now training data; its card's figures come from
     # cross-validation over tiles (benchmarks/cv_histology_nuclei.py), not from this table.
 }

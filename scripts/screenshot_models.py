@@ -2,8 +2,8 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot_models.py [--out docs/images] [--models NAME ...]
 
-Images the models did not train on where the data allow it: BUSI malignant_051 and mini-MIAS mdb032 (validation
-splits, from ../shared/data), the MoNuSeg tile TCGA-A7-A13E (held out). The MRI model has only one DCE case, so
+Images the models did not train on where the data allow it: BUSI malignant_051 (validation split, from
+../shared/data); mini-MIAS mdb032 is training data of the cross-validated `mammography-mass` (held out in its fold 1), the MoNuSeg tile TCGA-A7-A13E (held out). The MRI model has only one DCE case, so
 its picture is of its own training patient (the Duke crop sample): it shows what the output looks like, not how
 well the model generalises.
 """

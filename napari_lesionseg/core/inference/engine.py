@@ -130,6 +130,15 @@ class Predictor:
                     self, _zoom_image(image, zoom), progress=progress, cancelled=cancelled), image.shape[:2]))
             return self._squeeze(predict_tiled(self, image, progress=progress, cancelled=cancelled,
                                                spacing=spacing, overview=overview))
+        if self.card.fit == "breast":  # mammograms: the breast's frame, the result back on the image's grid
+            from ..breast import breast_input
+
+            x, frame = breast_input(image, self.card)
+            _check(cancelled)
+            probs = frame.to_original(self.forward(x[None])[0])
+            if progress:
+                progress(1, 1)
+            return self._squeeze(probs)
         x = to_model_input(image, self.card)
         _check(cancelled)
         probs = self._resize_predict(x[None])[0]
@@ -172,6 +181,8 @@ class Predictor:
         vol = np.asarray(volume)
         if vol.ndim != 3:
             raise LesionSegError(f"Expected a 3D volume, got shape {vol.shape}.")
+        if self.card.fit == "breast":
+            raise LesionSegError(f"Model {self.card.name} is for 2D mammograms; this is a volume.")
         as_float_image(vol[tuple(slice(0, 2) for _ in range(3))])
         if stats is None:
             stats = self.volume_stats(vol)

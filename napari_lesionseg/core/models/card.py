@@ -46,7 +46,9 @@ class ModelCard:
     spacing_mm: list[float] | None = None
     """Pixel spacing the model was trained at; None when images were resized whole (see `fit`)."""
     fit: str = "resize"
-    """'resize': the whole image is resized to patch_size (ultrasound, mammography); 'tile': sliding window."""
+    """'resize': the whole image is resized to patch_size (ultrasound); 'tile': sliding window; 'breast': the breast
+    found, cropped, chest wall turned left and scaled to patch_size, normalised inside the breast (mammography,
+    `core/breast.py`), the prediction put back on the image's own grid."""
     threshold: float = 0.5
     tta: list[str] = field(default_factory=list)
     """Test-time flips averaged with the plain prediction, e.g. ["hflip"] (costs one forward pass each)."""

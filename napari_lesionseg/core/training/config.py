@@ -18,7 +18,7 @@ CHOICES = {
     "modality": MODALITIES,
     "architecture": ARCHITECTURES,
     "input_kind": ("gray", "rgb", "slices"),
-    "fit": ("resize", "tile"),
+    "fit": ("resize", "tile", "breast"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "loss": LOSSES,
 }
@@ -134,6 +134,9 @@ class TrainConfig:
     val_every: int = 1
     early_stopping: int = 15
     """Stop when validation Dice has not improved for this many validations (not epochs; 0: never)."""
+    keep_last: bool = False
+    """Publish the last epoch's weights (the EMA's, if on) instead of the best-scoring ones: a fixed schedule whose
+    figures come from cross-validation, where nothing may be chosen (not even by training loss)."""
     seed: int = 0
     num_threads: int | None = None
     device: str = "auto"

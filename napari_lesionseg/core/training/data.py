@@ -182,6 +182,12 @@ def make_examples(cases: list[Case], card, context_slices: int = 0) -> list[Exam
                 x = normalise(x, card.normalisation, stats)
                 y = c.mask[z]
                 out.append(Example(x=x, y=y, case=c.name, positive=bool(y.any())))
+        elif card.fit == "breast":  # mammograms: the breast cropped and scaled (core/breast.py), mask alike
+            from ..breast import breast_input, breast_target
+
+            x, frame = breast_input(c.image, card)
+            y = breast_target(c.mask, frame)
+            out.append(Example(x=x, y=y, case=c.name, positive=bool(y.any())))
         else:
             x = to_model_input(c.image, card)
             out.append(Example(x=x, y=c.mask, case=c.name, positive=bool(c.mask.any())))

@@ -372,7 +372,7 @@ class Trainer:
     def make_batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Whole resized images ('resize' fit) or patches balanced by lesion ('tile'), augmented, on the device."""
         examples = self.examples
-        if self.card.fit == "resize":
+        if self.card.fit in ("resize", "breast"):  # whole images, already in the model's frame
             xb = np.stack([examples[i].x for i in idx])
             yb = np.stack([examples[i].y for i in idx])
         else:
@@ -442,7 +442,7 @@ class Trainer:
             score = -record["loss"]
         s = self.state
         if due or not self.val_cases:
-            if score > s.best_score:
+            if score > s.best_score or self.cfg.keep_last:
                 s.best_score, s.stale = score, 0
                 s.best_state = {k: v.detach().cpu().contiguous().clone()
                                 for k, v in self.eval_net.state_dict().items()}

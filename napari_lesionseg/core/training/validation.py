@@ -27,6 +27,14 @@ def evaluate(net: torch.nn.Module, card: ModelCard, cases: list[Case], device: t
     for c in cases:
         if c.mask.ndim == 3:  # a volume (an RGB image has a 2D mask)
             probs = pred.predict_volume(c.image)
+        elif card.fit == "breast":
+            from ..breast import breast_input
+
+            if c.name not in cache:  # breast found and normalised once, not every epoch
+                cache[c.name] = breast_input(c.image, card)
+            x, frame = cache[c.name]
+            probs = frame.to_original(pred.forward(x[None])[0])
+            probs = probs[0] if not card.multiclass else probs
         elif card.fit == "resize":
             if c.name not in cache:  # CLAHE/normalisation once, not every epoch
                 cache[c.name] = to_model_input(c.image, card)[None]
