@@ -7,7 +7,9 @@ four folds (no validation split, no early stopping: nothing is chosen on the hel
 int8 as they would ship, and measures every held-out image (lesion and normal) through `lesionseg predict`'s path
 (`core.inference.run.segment_file` + `core.evaluate.case_metrics`, as `lesionseg evaluate`), gate off. Per image it
 keeps Dice, misses, predicted area, and the largest probability (for mask-aware gate rules). With --final the recipe
-then trains once on all 577 images.
+then trains once on all 577 images. --card-into then publishes that model as `ultrasound-lesion` (int8) with the
+cross-validated figures, its BrEaST figure (another hospital) and the cross-validated gate (--gate-cv, from
+benchmarks/us_gate_cv.py) on its card.
 
     cd <repo> && OMP_NUM_THREADS=1 nice -n 5 python benchmarks/cv_ultrasound_lesion.py \\
         --recipe models/ultrasound-lesion.yaml --out /tmp/uscv.json --work /tmp/uscv --final
@@ -29,6 +31,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's package (a snapshot's, when run there)
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 FOLDS = 5
 SEED = 0  # the classifier recipe's seed: the same folds
@@ -133,6 +136,11 @@ def main(argv=None) -> int:
     ap.add_argument("--only-folds", type=int, nargs="*", help="run these folds (0-4) only")
     ap.add_argument("--final", action="store_true", help="then train on all images and publish to --work/final")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--card-into", help="only publish the finished final model with its figures into this folder")
+    ap.add_argument("--gate-cv", help="benchmarks/us_gate_cv.py --out (the gate rule and its held-out figures)")
+    ap.add_argument("--gate-rule", choices=("p_normal", "mask"), default="p_normal", help="the rule put on the card")
+    ap.add_argument("--gate-on-by-default", action="store_true")
+    ap.add_argument("--gate-why", default="", help="the held-out figures that decided on_by_default, for the card")
     args = ap.parse_args(argv)
 
     import torch
@@ -149,6 +157,17 @@ def main(argv=None) -> int:
     cases = load_sources(recipe)
     fold_of = busi_folds(recipe.cases_json)
     results.update(recipe=args.recipe, fold_of=fold_of)
+    if args.card_into:
+        from us_lesion_card import gate_field, write_card
+
+        if "final" not in results or len(results["folds"]) < FOLDS:
+            raise SystemExit("no finished cross-validation and final model in --out yet")
+        gate_cv = json.loads(Path(args.gate_cv).read_text())
+        gate, gate_note = gate_field(gate_cv, args.gate_rule, args.gate_on_by_default, args.gate_why)
+        path = write_card(results, gate_cv, recipe, Path(args.card_into), work, args.threads, gate, gate_note)
+        save()
+        print("published", path)
+        return 0
 
     for k in range(FOLDS):
         key = f"fold{k}"
