@@ -138,7 +138,6 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--card-into", help="only publish the finished final model with its figures into this folder")
     ap.add_argument("--gate-cv", help="benchmarks/us_gate_cv.py --out (the gate rule and its held-out figures)")
-    ap.add_argument("--gate-rule", choices=("p_normal", "mask"), default="p_normal", help="the rule put on the card")
     ap.add_argument("--gate-on-by-default", action="store_true")
     ap.add_argument("--gate-why", default="", help="the held-out figures that decided on_by_default, for the card")
     args = ap.parse_args(argv)
@@ -163,7 +162,7 @@ def main(argv=None) -> int:
         if "final" not in results or len(results["folds"]) < FOLDS:
             raise SystemExit("no finished cross-validation and final model in --out yet")
         gate_cv = json.loads(Path(args.gate_cv).read_text())
-        gate, gate_note = gate_field(gate_cv, args.gate_rule, args.gate_on_by_default, args.gate_why)
+        gate, gate_note = gate_field(gate_cv, args.gate_on_by_default, args.gate_why)
         path = write_card(results, gate_cv, recipe, Path(args.card_into), work, args.threads, gate, gate_note)
         save()
         print("published", path)

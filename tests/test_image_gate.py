@@ -181,27 +181,3 @@ def test_shipped_ultrasound_gate_is_off_by_default_and_still_reports(tmp_path):
     assert said[0].no_lesion and not said[0].suppressed  # reported, not applied
     assert said[1].suppressed and not gated_mask.any() and not gated_probs.any()
     assert default_probs.any()
-
-
-@pytest.mark.parametrize("floor, suppressed", [(1.01, True), (0.0, False)])
-def test_gate_also_empties_a_mask_below_the_cards_confidence(tmp_path, tmp_path_factory, floor, suppressed):
-    """A card may ask for a confident mask too (`min_lesion_confidence`): a faint mask on an image the classifier
-    does not call normal is emptied (a probability never reaches 1.01), a confident one kept (floor 0)."""
-    from napari_lesionseg.core.inference.engine import Predictor
-    from napari_lesionseg.core.inference.run import segment_file
-    from napari_lesionseg.core.models.card import ModelCard
-
-    seg = tiny_gated_model(tmp_path_factory.getbasetemp() / "tiny-models", tmp_path / "m", p_normal=0.2)
-    d = json.loads(seg.read_text())
-    d["gate"].update(min_lesion_confidence=floor, confidence="max_prob")
-    seg.write_text(json.dumps(d))
-    (src,) = _blob_folder(tmp_path / "data", n=1)
-    predictor = Predictor(ModelCard.read(seg), device="cpu")
-    said = []
-    _scan, probs, mask = segment_file(predictor, src, on_gate=said.append)
-    _scan, _raw, raw_mask = segment_file(predictor, src, gate=False, on_gate=said.append)
-    assert raw_mask.any() and said[0].mask_confidence == pytest.approx(float(_raw.max()), abs=1e-5)
-    assert said[0].suppressed is suppressed and said[1].no_lesion is suppressed and said[1].suppressed is False
-    assert bool(mask.any()) is (not suppressed)
-    if suppressed:
-        assert "faint mask" in said[0].summary() and not probs.any()

@@ -7,11 +7,8 @@ classifier's probability of `suppress_class` exceeds `t`, the image's lesion pro
 mask is empty in `lesionseg predict`, `lesionseg evaluate` and the Segment dock alike (all three call
 `gate_probabilities`). The classifier always reports its class probabilities for a gated model's 2D image; whether
 it may empty the mask is `gate_on`: the card's `on_by_default` (true when absent) unless the user says otherwise
-(`--gate` / `--no-gate`, the dock's checkbox). A card may also ask for a confident mask
-(`min_lesion_confidence` with `confidence`: "max_prob", the largest lesion probability, or "mean_prob_in_mask", the
-mean inside the thresholded mask): below it the image counts as lesion-free too (a false region on a normal image
-is often a faint one). Why the shipped ultrasound card has its gate on or off: its `why_*_by_default` and
-`metrics.image_gate` (cross-validated, both the segmenter and the classifier held out).
+(`--gate` / `--no-gate`, the dock's checkbox). The shipped ultrasound card keeps it off: measured held out it
+emptied more real lesions than it cleaned normal images (see its card, `metrics.image_gate`).
 """
 
 from __future__ import annotations
@@ -36,17 +33,11 @@ class GateResult:
     suppressed: bool
     """The mask was emptied (the classifier said no lesion and the gate was on)."""
     no_lesion: bool = False
-    """The card's rule says no lesion (P(suppress_class) above the threshold, or a mask below the confidence the
-    card asks for), whether or not the gate was on."""
-    mask_confidence: float | None = None
-    """The mask's confidence the card's rule looked at (None: the card's rule has none)."""
-    min_confidence: float | None = None
+    """The classifier's P(suppress_class) is above the threshold, whether or not the gate was on."""
 
     def summary(self) -> str:
         """'normal 0.93 · benign 0.05 · malignant 0.02: no lesion (mask suppressed)'."""
         text = " · ".join(f"{k} {v:.2f}" for k, v in self.probabilities.items())
-        if self.suppressed and self.probabilities.get(self.suppress_class, 0.0) <= self.threshold:
-            return f"{text}: faint mask (confidence {self.mask_confidence:.2f} < {self.min_confidence:.2f}, suppressed)"
         if self.suppressed:
             return f"{text}: no lesion (P({self.suppress_class}) > {self.threshold:.2f}, mask suppressed)"
         if self.no_lesion:
@@ -94,43 +85,19 @@ def gate_applies(seg_card, spatial_ndim: int, lazy: bool = False) -> bool:
     return bool(seg_card.gate) and spatial_ndim == 2 and not lazy
 
 
-CONFIDENCE_KINDS = ("max_prob", "mean_prob_in_mask")
-
-
-def mask_confidence(probs, seg_card, kind: str) -> float:
-    """How sure the segmenter is of its mask: its largest lesion probability, or the mean one inside the mask at
-    the card's threshold (0 for an empty mask)."""
-    p = np.asarray(probs, np.float32)
-    lesion = 1.0 - p[0] if seg_card.multiclass else p
-    if kind == "max_prob":
-        return float(lesion.max()) if lesion.size else 0.0
-    if kind == "mean_prob_in_mask":
-        inside = lesion[lesion > seg_card.threshold]
-        return float(inside.mean()) if inside.size else 0.0
-    raise LesionSegError(f"Model {seg_card.name}: unknown gate confidence {kind!r} "
-                         f"(use {', '.join(CONFIDENCE_KINDS)}).")
-
-
-def classify(seg_card, image: np.ndarray, probs=None) -> GateResult:
-    """The classifier's probabilities for this image and the card's rule (with `probs`, the segmenter's lesion
-    probabilities, also the mask-confidence part of the rule when the card has one)."""
+def classify(seg_card, image: np.ndarray) -> GateResult:
+    """The classifier's probabilities for this image and the card's rule."""
     card = classifier_card(seg_card)
     wp = card.weights_path
     if wp is None or not wp.exists():
         raise LesionSegError(f"Classifier {card.name}: weights file {wp} is missing.")
-    class_probs = _load(str(card.path), card.path.stat().st_mtime).probabilities(np.asarray(image))
+    probs = _load(str(card.path), card.path.stat().st_mtime).probabilities(np.asarray(image))
     cls = str(seg_card.gate.get("suppress_class", "normal"))
-    if cls not in class_probs:
+    if cls not in probs:
         raise LesionSegError(f"Model {seg_card.name}: its gate suppresses class {cls!r}, which classifier "
-                             f"{card.name} does not have ({', '.join(class_probs)}).")
+                             f"{card.name} does not have ({', '.join(probs)}).")
     t = float(seg_card.gate.get("threshold", 0.5))
-    result = GateResult(card.name, class_probs, cls, t, class_probs[cls] > t, no_lesion=class_probs[cls] > t)
-    floor = seg_card.gate.get("min_lesion_confidence")
-    if probs is not None and floor is not None:
-        result.min_confidence = float(floor)
-        result.mask_confidence = mask_confidence(probs, seg_card, str(seg_card.gate.get("confidence", "max_prob")))
-        result.no_lesion = result.suppressed = result.no_lesion or result.mask_confidence < result.min_confidence
-    return result
+    return GateResult(card.name, probs, cls, t, probs[cls] > t, no_lesion=probs[cls] > t)
 
 
 def suppress(probs, seg_card):
@@ -146,7 +113,7 @@ def gate_probabilities(seg_card, image: np.ndarray, probs, enabled: bool = True)
     classifier says there is no lesion; the classifier reports either way. None when the model has no gate."""
     if not gate_applies(seg_card, 2):
         return probs, None
-    result = classify(seg_card, image, probs)
+    result = classify(seg_card, image)
     if not enabled:
         result.suppressed = False
     return (suppress(probs, seg_card) if result.suppressed else probs), result
