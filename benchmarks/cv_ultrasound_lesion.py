@@ -12,7 +12,7 @@ cross-validated figures, its BrEaST figure (another hospital) and the cross-vali
 benchmarks/us_gate_cv.py) on its card.
 
     cd <repo> && OMP_NUM_THREADS=1 nice -n 5 python benchmarks/cv_ultrasound_lesion.py \\
-        --recipe models/ultrasound-lesion.yaml --out /tmp/uscv.json --work /tmp/uscv --final
+        --recipe models/ultrasound-lesion-single.yaml --out /tmp/uscv.json --work /tmp/uscv --final
 
 Resumable: a fold whose result is in --out is not trained again. A fold's time cap (`max_minutes`) is the recipe's
 scaled by its share of the images, so a busy machine gives every run the same time per image.
@@ -130,7 +130,7 @@ def train_fold(recipe: str, cases, name: str, out_dir: Path, threads: int, max_m
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", default="models/ultrasound-lesion.yaml")
+    ap.add_argument("--recipe", default="models/ultrasound-lesion-single.yaml")
     ap.add_argument("--out", required=True, help="JSON with every figure and per-image row (also read to resume)")
     ap.add_argument("--work", required=True, help="folder for the fold models and checkpoints")
     ap.add_argument("--only-folds", type=int, nargs="*", help="run these folds (0-4) only")
