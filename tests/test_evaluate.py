@@ -237,3 +237,14 @@ def test_series_choice_in_a_multi_series_folder(tmp_path):
         read_one_scan(tmp_path)
     with pytest.raises(LesionSegError, match=r"no such series.*pre.*post 1"):
         read_one_scan(tmp_path, "dwi")
+
+
+def test_headline_of_a_cross_validated_block_shows_the_spread_over_folds():
+    from napari_lesionseg.core.models.card import ModelCard
+
+    card = ModelCard(name="m", modality="ultrasound", metrics={"external": {"cv": {
+        "mean_dice": 0.7338, "ci95_mean_dice": [0.711, 0.757], "n_lesion": 478, "short": "BUSI 5-fold CV",
+        "misses": 25, "n_lesion_free": 99, "fp_images": 81, "folds": {"n": 5, "sd_mean_dice": 0.0222}}}})
+    text = card.headline_metric()
+    assert text.startswith("Dice 0.73 ± 0.02 over 5 folds (95% CI 0.71–0.76) on 478 unseen")
+    assert "25 missed" in text and "81 of 99 normal" in text

@@ -98,6 +98,9 @@ class ModelCard:
             block = next(iter(external.values()))
             if isinstance(block.get("mean_dice"), (int, float)):
                 text = f"Dice {block['mean_dice']:.2f}"
+                folds = block.get("folds")  # cross-validated: the spread of the fold means
+                if isinstance(folds, dict) and isinstance(folds.get("sd_mean_dice"), (int, float)):
+                    text += f" ± {folds['sd_mean_dice']:.2f} over {folds.get('n', '?')} folds"
                 ci = block.get("ci95_mean_dice")
                 if isinstance(ci, list) and len(ci) == 2:
                     text += f" (95% CI {ci[0]:.2f}–{ci[1]:.2f})"
