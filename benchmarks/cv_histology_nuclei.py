@@ -14,7 +14,6 @@ Resumable: a fold whose result is in --out is not trained again.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package (a snapshot's, when run there)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # cv_common
+from cv_common import cv_parser, open_results, train_fold  # noqa: E402
 
 BREAST = "breast"
 OTHER = "other_organs"
@@ -69,33 +70,6 @@ def summary(rows: list[dict]) -> dict:
                          "sd_dice": round(float(d.std(ddof=1)), 4) if len(d) > 1 else 0.0,
                          "min_dice": round(float(d.min()), 4), "max_dice": round(float(d.max()), 4)}
     return out
-
-
-def train_fold(recipe: str, cases, name: str, out_dir: Path, threads: int):
-    """The recipe as it stands, on `cases` only; returns the published card and the training history."""
-    from napari_lesionseg.core.training.config import TrainConfig
-    from napari_lesionseg.core.training.loop import train
-
-    cfg = TrainConfig.from_file(recipe, name=name, output_dir=str(out_dir), checkpoint_dir=str(out_dir / "ckpt"),
-                                num_threads=threads)
-    t0 = time.monotonic()
-    last = {}
-
-    def show(ev):
-        if ev["kind"] == "epoch" and ev["epoch"] % 10 == 0:
-            print(f"  {name} epoch {ev['epoch']}: loss {ev['loss']:.4f} ({ev['minutes']:.1f} min)", flush=True)
-        if ev["kind"] == "epoch":
-            last.update(ev)
-        elif ev["kind"] == "log":
-            print(f"  {name}: {ev['message']}", flush=True)
-
-    result = train(cfg, progress=show, cases=cases, resume=True, publish=True)
-    if result.card is None:
-        raise SystemExit(f"{name}: nothing was published")
-    epochs = last.get("epoch") or 0
-    return result.card, {"minutes": round((time.monotonic() - t0) / 60, 2), "epochs": epochs,
-                         "best_epoch": result.card.metrics.get("best_epoch"),
-                         "patches": epochs * (cfg.samples_per_epoch or 0)}
 
 
 def cv_block(results: dict, kind: str, label: str) -> dict:
@@ -178,16 +152,8 @@ def write_card(results: dict, recipe_path: str, sources: list[dict], models_dir:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", required=True)
-    ap.add_argument("--out", required=True, help="JSON with every figure (also read to resume)")
-    ap.add_argument("--work", required=True, help="folder for the fold models and checkpoints")
-    ap.add_argument("--folds", type=int, default=3)
-    ap.add_argument("--only-folds", type=int, nargs="*", help="run these fold numbers (1-based) only")
+    ap = cv_parser(__doc__, folds=3)
     ap.add_argument("--baseline", default="models/histology-nuclei.json", help="the shipped model's card")
-    ap.add_argument("--final", action="store_true", help="then train on all tiles and publish to --work/final")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--card-into", help="only publish the finished final model with its figures into this folder")
     args = ap.parse_args(argv)
 
     import torch
@@ -199,8 +165,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     out_path, work = Path(args.out), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    results = json.loads(out_path.read_text()) if out_path.exists() else {"folds": {}}
-    save = lambda: out_path.write_text(json.dumps(results, indent=1))  # noqa: E731
+    results, save = open_results(out_path)
     recipe = TrainConfig.from_file(args.recipe)
     sources = recipe.folder_pairs()
     cases = load_sources(recipe)
@@ -236,7 +201,7 @@ def main(argv=None) -> int:
             continue
         held = set(b + o)
         card, info = train_fold(args.recipe, [c for c in cases if c.name not in held], f"nuclei-cv{k}",
-                                work / key, args.threads)
+                                work / key, args.threads, log_every=10)
         t0 = time.monotonic()
         rows = measure(card, sources, held, args.threads)
         info["eval_minutes"] = round((time.monotonic() - t0) / 60, 2)

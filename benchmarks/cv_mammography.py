@@ -15,7 +15,6 @@ Resumable: a fold whose result is in --out is not trained again.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -26,6 +25,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's package (a snapshot's, when run there)
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # cv_common
+from cv_common import cv_parser, open_results, train_fold  # noqa: E402
 
 CDD = REPO.parent / "shared" / "data" / "mammography" / "cdd_cesm"
 THRESHOLDS = np.round(np.linspace(0.05, 0.95, 19), 2)
@@ -166,28 +167,6 @@ def remeasure(results: dict, work: Path, cases, threads: int) -> None:
         if fold["rows"] and "dice_at" not in fold["rows"][0]:
             card = ModelCard.read(work / key / f"mammo-cv{key[4:]}.json")
             fold["rows"] = measure(card, [by_name[n] for n in fold["held_out"]], threads)
-
-
-def train_fold(recipe: str, cases, name: str, out_dir: Path, threads: int):
-    """The recipe as it stands, on `cases` only; returns the published card and the time it took."""
-    from napari_lesionseg.core.training.config import TrainConfig
-    from napari_lesionseg.core.training.loop import train
-
-    cfg = TrainConfig.from_file(recipe, name=name, output_dir=str(out_dir), checkpoint_dir=str(out_dir / "ckpt"),
-                                num_threads=threads)
-    t0 = time.monotonic()
-
-    def show(ev):
-        if ev["kind"] == "epoch":
-            print(f"  {name} epoch {ev['epoch']}: loss {ev['loss']:.4f} ({ev['minutes']:.1f} min)", flush=True)
-        elif ev["kind"] == "log":
-            print(f"  {name}: {ev['message']}", flush=True)
-
-    result = train(cfg, progress=show, cases=cases, resume=True, publish=True)
-    if result.card is None:
-        raise SystemExit(f"{name}: nothing was published")
-    return result.card, {"minutes": round((time.monotonic() - t0) / 60, 2), "epochs": len(result.history),
-                         "n_train": len(cases)}
 
 
 def run_folds(args, recipe, cases, extra, fold_of, results, save) -> None:
@@ -336,16 +315,8 @@ def card_notes(results: dict, ext: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", required=True)
-    ap.add_argument("--out", required=True, help="JSON with every figure (also read to resume)")
-    ap.add_argument("--work", required=True, help="folder for the fold models and checkpoints")
-    ap.add_argument("--folds", type=int, default=4)
-    ap.add_argument("--only-folds", type=int, nargs="*", help="run these fold numbers (1-based) only")
+    ap = cv_parser(__doc__, folds=4)
     ap.add_argument("--baseline", default=None, help="the old model's card, measured on CDD-CESM only")
-    ap.add_argument("--final", action="store_true", help="then train on all data and publish to --work/final")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--card-into", help="publish the finished final model with its figures into this folder")
     args = ap.parse_args(argv)
 
     import torch
@@ -356,8 +327,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     out_path = Path(args.out)
-    results = json.loads(out_path.read_text()) if out_path.exists() else {"folds": {}}
-    save = lambda: out_path.write_text(json.dumps(results, indent=1))  # noqa: E731
+    results, save = open_results(out_path)
     recipe = TrainConfig.from_file(args.recipe)
     cases, extra = load_sources(recipe), extra_cdd_cases()
     has_mass = {}

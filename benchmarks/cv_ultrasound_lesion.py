@@ -20,7 +20,6 @@ scaled by its share of the images, so a busy machine gives every run the same ti
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import sys
@@ -32,6 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's package (a snapshot's, when run there)
 sys.path.insert(0, str(REPO / "benchmarks"))
+from cv_common import cv_parser, open_results, train_fold  # noqa: E402
 
 FOLDS = 5
 SEED = 0  # the classifier recipe's seed: the same folds
@@ -103,40 +103,8 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
-def train_fold(recipe: str, cases, name: str, out_dir: Path, threads: int, max_minutes: float | None):
-    """The recipe as it stands, on `cases` only; returns the published card and the training record."""
-    from napari_lesionseg.core.training.config import TrainConfig
-    from napari_lesionseg.core.training.loop import train
-
-    cfg = TrainConfig.from_file(recipe, name=name, output_dir=str(out_dir), checkpoint_dir=str(out_dir / "ckpt"),
-                                num_threads=threads, max_minutes=max_minutes)
-    t0 = time.monotonic()
-    last = {}
-
-    def show(ev):
-        if ev["kind"] == "epoch":
-            last.update(ev)
-            print(f"  {name} epoch {ev['epoch']}: loss {ev['loss']:.4f} ({ev['minutes']:.1f} min)", flush=True)
-        elif ev["kind"] == "log":
-            print(f"  {name}: {ev['message']}", flush=True)
-
-    result = train(cfg, progress=show, cases=cases, resume=True, publish=True)
-    if result.card is None:
-        raise SystemExit(f"{name}: nothing was published")
-    return result.card, {"minutes": round((time.monotonic() - t0) / 60, 2), "epochs": last.get("epoch") or 0,
-                         "kept_epoch": result.card.metrics.get("best_epoch"), "n_train": len(cases),
-                         "max_minutes": max_minutes}
-
-
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", default="models/ultrasound-lesion-single.yaml")
-    ap.add_argument("--out", required=True, help="JSON with every figure and per-image row (also read to resume)")
-    ap.add_argument("--work", required=True, help="folder for the fold models and checkpoints")
-    ap.add_argument("--only-folds", type=int, nargs="*", help="run these folds (0-4) only")
-    ap.add_argument("--final", action="store_true", help="then train on all images and publish to --work/final")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--card-into", help="only publish the finished final model with its figures into this folder")
+    ap = cv_parser(__doc__, recipe="models/ultrasound-lesion-single.yaml")
     ap.add_argument("--gate-cv", help="benchmarks/us_gate_cv.py --out (the gate rule and its held-out figures)")
     ap.add_argument("--gate-on-by-default", action="store_true")
     ap.add_argument("--gate-why", default="", help="the held-out figures that decided on_by_default, for the card")
@@ -150,8 +118,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     out_path, work = Path(args.out), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    results = json.loads(out_path.read_text()) if out_path.exists() else {"folds": {}}
-    save = lambda: out_path.write_text(json.dumps(results, indent=1))  # noqa: E731
+    results, save = open_results(out_path)
     recipe = TrainConfig.from_file(args.recipe)
     cases = load_sources(recipe)
     fold_of = busi_folds(recipe.cases_json)
@@ -174,7 +141,7 @@ def main(argv=None) -> int:
             continue
         train_cases = [c for c in cases if fold_of[c.name] != k]
         cap = recipe.max_minutes * len(train_cases) / len(cases) if recipe.max_minutes else None
-        card, info = train_fold(args.recipe, train_cases, f"us-cv{k}", work / key, args.threads, cap)
+        card, info = train_fold(args.recipe, train_cases, f"us-cv{k}", work / key, args.threads, max_minutes=cap)
         card = as_int8(card, work / key)
         t0 = time.monotonic()
         rows = measure(card, recipe.images, recipe.masks, {n for n, f in fold_of.items() if f == k}, args.threads)
@@ -189,7 +156,8 @@ def main(argv=None) -> int:
     print("cross-validated", json.dumps(results["cv_summary"]), flush=True)
 
     if args.final and "final" not in results:
-        card, info = train_fold(args.recipe, cases, recipe.name, work / "final", args.threads, recipe.max_minutes)
+        card, info = train_fold(args.recipe, cases, recipe.name, work / "final", args.threads,
+                                max_minutes=recipe.max_minutes)
         results["final"] = {"card": str(card.path), **info}
         save()
         print("final", json.dumps(results["final"]), flush=True)
