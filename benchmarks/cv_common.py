@@ -60,3 +60,31 @@ def open_results(out: str | Path):
         path.write_text(json.dumps(results, indent=1))
 
     return results, save
+
+
+def start(args):
+    """As every driver begins: its thread count, the work folder, the results so far (with their saver) and the
+    recipe."""
+    import torch
+
+    from napari_lesionseg.core.training.config import TrainConfig
+
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    results, save = open_results(args.out)
+    return results, save, TrainConfig.from_file(args.recipe), work
+
+
+def publish_card(card: dict, weights_path, models_dir) -> Path:
+    """The final model's weights, then its card, into `models_dir`, each written whole or not at all."""
+    import shutil
+
+    from napari_lesionseg.core.io.atomic import atomic_path
+
+    models_dir, name = Path(models_dir), card["name"]
+    with atomic_path(models_dir / f"{name}.safetensors") as tmp:
+        shutil.copyfile(weights_path, tmp)
+    with atomic_path(models_dir / f"{name}.json") as tmp:
+        Path(tmp).write_text(json.dumps(card, indent=2) + "\n")
+    return models_dir / f"{name}.json"

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package (a snapshot's, when run there)
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # cv_common
-from cv_common import cv_parser, open_results, train_fold  # noqa: E402
+from cv_common import cv_parser, publish_card, start, train_fold  # noqa: E402
 
 BREAST = "breast"
 OTHER = "other_organs"
@@ -103,9 +103,6 @@ def _raw(results: dict, kind: str) -> str:
 def write_card(results: dict, recipe_path: str, sources: list[dict], models_dir: Path, threads: int) -> Path:
     """Publish the final model into `models_dir` with the cross-validated figures on its card; the Dice on its own
     training tiles is kept, marked as the selection split (they trained it and chose its epoch)."""
-    import shutil
-
-    from napari_lesionseg.core.io.atomic import atomic_path
     from napari_lesionseg.core.models.card import ModelCard
     from napari_lesionseg.core.training.config import TrainConfig
 
@@ -143,12 +140,7 @@ def write_card(results: dict, recipe_path: str, sources: list[dict], models_dir:
                       "the recipe's. Trained "
                       "from scratch (no ImageNet weights can be downloaded here), H&E stain augmentation in optical "
                       "density. Nuclei vs background only.")
-    models_dir = Path(models_dir)
-    with atomic_path(models_dir / f"{name}.safetensors") as tmp:
-        shutil.copyfile(final.weights_path, tmp)
-    with atomic_path(models_dir / f"{name}.json") as tmp:
-        Path(tmp).write_text(json.dumps(card, indent=2) + "\n")
-    return models_dir / f"{name}.json"
+    return publish_card(card, final.weights_path, models_dir)
 
 
 def main(argv=None) -> int:
@@ -156,17 +148,10 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", default="models/histology-nuclei.json", help="the shipped model's card")
     args = ap.parse_args(argv)
 
-    import torch
-
     from napari_lesionseg.core.models.card import ModelCard
-    from napari_lesionseg.core.training.config import TrainConfig
     from napari_lesionseg.core.training.data import load_sources
 
-    torch.set_num_threads(args.threads)
-    out_path, work = Path(args.out), Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    results, save = open_results(out_path)
-    recipe = TrainConfig.from_file(args.recipe)
+    results, save, recipe, work = start(args)
     sources = recipe.folder_pairs()
     cases = load_sources(recipe)
     kind_of = {}

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's package (a snapshot's, when run there)
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # cv_common
-from cv_common import cv_parser, open_results, train_fold  # noqa: E402
+from cv_common import cv_parser, publish_card, start, train_fold  # noqa: E402
 
 CDD = REPO.parent / "shared" / "data" / "mammography" / "cdd_cesm"
 THRESHOLDS = np.round(np.linspace(0.05, 0.95, 19), 2)
@@ -240,9 +240,6 @@ def external_blocks(results: dict) -> dict:
 def write_card(results: dict, recipe_path: str, models_dir: Path) -> Path:
     """Publish the final model into `models_dir` as the recipe's name, its card carrying the cross-validated
     figures (`metrics.external`) and, marked as the selection split, its figures on its own training images."""
-    import shutil
-
-    from napari_lesionseg.core.io.atomic import atomic_path
     from napari_lesionseg.core.models.card import ModelCard
     from napari_lesionseg.core.training.config import TrainConfig
     from napari_lesionseg.core.training.data import load_sources
@@ -275,12 +272,7 @@ def write_card(results: dict, recipe_path: str, models_dir: Path) -> Path:
     card.update(name=name, metrics=m, recipe=recipe_path, weights=f"{name}.safetensors",
                 threshold=results["threshold"])
     card["notes"] = card_notes(results, ext)
-    models_dir = Path(models_dir)
-    with atomic_path(models_dir / f"{name}.safetensors") as tmp:
-        shutil.copyfile(final.weights_path, tmp)
-    with atomic_path(models_dir / f"{name}.json") as tmp:
-        Path(tmp).write_text(json.dumps(card, indent=2) + "\n")
-    return models_dir / f"{name}.json"
+    return publish_card(card, final.weights_path, models_dir)
 
 
 def _pm(block: dict, key: str) -> str:
@@ -319,16 +311,10 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", default=None, help="the old model's card, measured on CDD-CESM only")
     args = ap.parse_args(argv)
 
-    import torch
-
     from napari_lesionseg.core.models.card import ModelCard
-    from napari_lesionseg.core.training.config import TrainConfig
     from napari_lesionseg.core.training.data import load_sources
 
-    torch.set_num_threads(args.threads)
-    out_path = Path(args.out)
-    results, save = open_results(out_path)
-    recipe = TrainConfig.from_file(args.recipe)
+    results, save, recipe, work = start(args)
     cases, extra = load_sources(recipe), extra_cdd_cases()
     has_mass = {}
     for c in cases:  # extra CDD images never train: their masks do not count
@@ -350,7 +336,7 @@ def main(argv=None) -> int:
         print("baseline on CDD-CESM", json.dumps(results["baseline_cdd"]["summary"]), flush=True)
 
     run_folds(args, recipe, cases, extra, fold_of, results, save)
-    remeasure(results, Path(args.work), cases + extra, args.threads)
+    remeasure(results, work, cases + extra, args.threads)
     results["threshold"] = nested_thresholds(results)
     all_rows = [r for f in results["folds"].values() for r in f["rows"]]
     results["cv_pooled"] = by_source(all_rows)
@@ -361,7 +347,7 @@ def main(argv=None) -> int:
     print("pooled over held-out folds", json.dumps(results["cv_pooled"]), flush=True)
 
     if args.final and "final" not in results and len(results["folds"]) == args.folds:
-        card, info = train_fold(args.recipe, cases, recipe.name, Path(args.work) / "final", args.threads)
+        card, info = train_fold(args.recipe, cases, recipe.name, work / "final", args.threads)
         results["final"] = {"card": str(card.path), **info}
         save()
         print("final", json.dumps(results["final"]), flush=True)

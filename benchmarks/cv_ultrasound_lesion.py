@@ -31,7 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's package (a snapshot's, when run there)
 sys.path.insert(0, str(REPO / "benchmarks"))
-from cv_common import cv_parser, open_results, train_fold  # noqa: E402
+from cv_common import cv_parser, publish_card, start, train_fold  # noqa: E402
 
 FOLDS = 5
 SEED = 0  # the classifier recipe's seed: the same folds
@@ -110,16 +110,9 @@ def main(argv=None) -> int:
     ap.add_argument("--gate-why", default="", help="the held-out figures that decided on_by_default, for the card")
     args = ap.parse_args(argv)
 
-    import torch
-
-    from napari_lesionseg.core.training.config import TrainConfig
     from napari_lesionseg.core.training.data import load_sources
 
-    torch.set_num_threads(args.threads)
-    out_path, work = Path(args.out), Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    results, save = open_results(out_path)
-    recipe = TrainConfig.from_file(args.recipe)
+    results, save, recipe, work = start(args)
     cases = load_sources(recipe)
     fold_of = busi_folds(recipe.cases_json)
     results.update(recipe=args.recipe, fold_of=fold_of)

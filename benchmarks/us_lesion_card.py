@@ -6,10 +6,11 @@ its own 577 training images is kept under `metrics.selection_split` only (they t
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
+
+from cv_common import publish_card
 
 BREAST = ("../shared/data/ultrasound/breast_lesions_usg/images", "../shared/data/ultrasound/breast_lesions_usg/masks")
 SHIPPED_CARD = "models/ultrasound-lesion.json"
@@ -115,7 +116,6 @@ def classifier_cv() -> dict:
 def write_card(results: dict, gate_cv: dict, recipe, models_dir: Path, work: Path, threads: int,
                gate: dict, gate_note: str) -> Path:
     """Publish the final model as `ultrasound-lesion` (int8) into `models_dir` with its honest figures."""
-    from napari_lesionseg.core.io.atomic import atomic_path
     from napari_lesionseg.core.models.card import ModelCard
 
     final = ModelCard.read(results["final"]["card"])
@@ -147,12 +147,7 @@ def write_card(results: dict, gate_cv: dict, recipe, models_dir: Path, work: Pat
     name = "ultrasound-lesion"
     d.update(name=name, weights=f"{name}.safetensors", metrics=m, recipe="models/ultrasound-lesion-single.yaml",
              notes=card_notes(cv, results["breast"], results["final"]) + " " + gate_sentence(gate_cv, gate))
-    models_dir = Path(models_dir)
-    with atomic_path(models_dir / f"{name}.safetensors") as tmp:
-        shutil.copyfile(card.weights_path, tmp)
-    with atomic_path(models_dir / f"{name}.json") as tmp:
-        Path(tmp).write_text(json.dumps(d, indent=2) + "\n")
-    return models_dir / f"{name}.json"
+    return publish_card(d, card.weights_path, models_dir)
 
 
 def card_notes(cv: dict, breast: dict, final: dict) -> str:
