@@ -33,7 +33,7 @@ from .layer_utils import derived_layer_kwargs
 from .scan_adapter import scan_from_layer
 from .layer_combo import LayerCombo
 
-LINE_METHODS = {"auto (learned in 2D, 3D random walker)": "auto", "learned (line-prompted U-Net)": "learned",
+LINE_METHODS = {"auto (prompt network; in 3D with the random walker)": "auto", "learned (line-prompted U-Net)": "learned",
                 "classical (random walker + ellipse prior)": "classical"}
 POINT_MODES = ("disks", "probability map exp(-a·d)", "grow/shrink a mask (clicks)",
                "lesion at each click (prompt network)")
