@@ -149,3 +149,21 @@ def test_real_mias_and_busi_images():
     m = shared_path("ultrasound", "busi", "masks", us_path.name)
     [mask] = read_scan(m)
     assert mask.shape == us.shape
+
+
+@pytest.mark.parametrize("name,modality", [("P121_L_DM_CC.png", "mammography"), ("left_MLO.png", "mammography"),
+                                           ("RCC.png", "mammography"), ("benign (12).png", "ultrasound"),
+                                           ("MLOGIC_scan.png", "ultrasound"), ("10080.png", "ultrasound")])
+def test_an_8bit_mammogram_named_by_its_view_is_guessed_as_mammography(tmp_path, name, modality):
+    """An exported digital mammogram (8-bit PNG, no metadata) named with its view code (CC, MLO) opens as
+    mammography, so the Segment dock offers the mammography model; other 8-bit names stay ultrasound."""
+    p = tmp_path / name
+    Image.fromarray(_gradient()).save(p)
+    [scan] = read_scan(p)
+    assert scan.modality == modality and scan.metadata.get("modality_guessed")
+
+
+def test_real_cdd_cesm_mammogram_opens_as_mammography():
+    path = sorted(shared_path("mammography", "cdd_cesm", "images").glob("*_DM_*.png"))[0]
+    [scan] = read_scan(path)
+    assert scan.modality == "mammography"

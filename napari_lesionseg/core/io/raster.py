@@ -24,6 +24,9 @@ RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm")
 TIFF_SUFFIXES = (".tif", ".tiff")
 MINI_MIAS = re.compile(r"^mdb\d{3}[a-z]?$", re.IGNORECASE)
 MINI_MIAS_SPACING_MM = 0.2
+# A mammographic view code as its own word in the file name (P121_L_DM_CC, left_MLO, RCC.png): exported
+# mammograms are named this way, ultrasound frames are not.
+MAMMO_VIEW = re.compile(r"(^|[_\-. ])(L|R)?(CC|MLO)($|[_\-. ])", re.IGNORECASE)
 
 
 def _pil_to_array(path: Path) -> np.ndarray:
@@ -116,7 +119,9 @@ def stated_spacing(spacing, info: dict) -> tuple[tuple[float, float] | None, str
 
 
 def guess_gray_modality(path: Path, arr: np.ndarray) -> str:
-    if arr.dtype.itemsize >= 2 or path.suffix.lower() == ".pgm" or MINI_MIAS.match(path.stem):
+    """Only a guess (the file says no modality): 16-bit, PGM, mini-MIAS names and view codes mean mammography."""
+    if (arr.dtype.itemsize >= 2 or path.suffix.lower() == ".pgm" or MINI_MIAS.match(path.stem)
+            or MAMMO_VIEW.search(path.stem)):
         return "mammography"
     return "ultrasound"
 
