@@ -88,3 +88,13 @@ def publish_card(card: dict, weights_path, models_dir) -> Path:
     with atomic_path(models_dir / f"{name}.json") as tmp:
         Path(tmp).write_text(json.dumps(card, indent=2) + "\n")
     return models_dir / f"{name}.json"
+
+
+def train_final(args, results: dict, save, cases, recipe, work: Path, **overrides) -> None:
+    """With --final and once: the recipe on every case (the shipped model), recorded in the results."""
+    if not args.final or "final" in results:
+        return
+    card, info = train_fold(args.recipe, cases, recipe.name, work / "final", args.threads, **overrides)
+    results["final"] = {"card": str(card.path), **info}
+    save()
+    print("final", json.dumps(results["final"]), flush=True)

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package (a snapshot's, when run there)
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # cv_common
-from cv_common import cv_parser, publish_card, start, train_fold  # noqa: E402
+from cv_common import cv_parser, publish_card, start, train_final, train_fold  # noqa: E402
 
 BREAST = "breast"
 OTHER = "other_organs"
@@ -202,11 +202,7 @@ def main(argv=None) -> int:
     save()
     print("cross-validated", json.dumps(results["cv_summary"]), flush=True)
 
-    if args.final and "final" not in results:
-        card, info = train_fold(args.recipe, cases, recipe.name, work / "final", args.threads)
-        results["final"] = {"card": str(card.path), **info}
-        save()
-        print("final", json.dumps(results["final"]), flush=True)
+    train_final(args, results, save, cases, recipe, work)
     return 0
 
 

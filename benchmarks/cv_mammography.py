@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's package (a snapshot's, when run there)
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # cv_common
-from cv_common import cv_parser, publish_card, start, train_fold  # noqa: E402
+from cv_common import cv_parser, publish_card, start, train_final, train_fold  # noqa: E402
 
 CDD = REPO.parent / "shared" / "data" / "mammography" / "cdd_cesm"
 THRESHOLDS = np.round(np.linspace(0.05, 0.95, 19), 2)
@@ -346,11 +346,8 @@ def main(argv=None) -> int:
     save()
     print("pooled over held-out folds", json.dumps(results["cv_pooled"]), flush=True)
 
-    if args.final and "final" not in results and len(results["folds"]) == args.folds:
-        card, info = train_fold(args.recipe, cases, recipe.name, work / "final", args.threads)
-        results["final"] = {"card": str(card.path), **info}
-        save()
-        print("final", json.dumps(results["final"]), flush=True)
+    if len(results["folds"]) == args.folds:  # the shipped model only after every fold is measured
+        train_final(args, results, save, cases, recipe, work)
     if args.card_into and "final" in results:
         print("published", write_card(results, args.recipe, Path(args.card_into)))
         save()  # with the figures on the final model's own training images

@@ -31,7 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's package (a snapshot's, when run there)
 sys.path.insert(0, str(REPO / "benchmarks"))
-from cv_common import cv_parser, publish_card, start, train_fold  # noqa: E402
+from cv_common import cv_parser, publish_card, start, train_final, train_fold  # noqa: E402
 
 FOLDS = 5
 SEED = 0  # the classifier recipe's seed: the same folds
@@ -148,12 +148,7 @@ def main(argv=None) -> int:
     save()
     print("cross-validated", json.dumps(results["cv_summary"]), flush=True)
 
-    if args.final and "final" not in results:
-        card, info = train_fold(args.recipe, cases, recipe.name, work / "final", args.threads,
-                                max_minutes=recipe.max_minutes)
-        results["final"] = {"card": str(card.path), **info}
-        save()
-        print("final", json.dumps(results["final"]), flush=True)
+    train_final(args, results, save, cases, recipe, work, max_minutes=recipe.max_minutes)
     return 0
 
 
