@@ -30,14 +30,19 @@ def _near(mask, lab, spacing, mm):
     return float(mask[ndi.distance_transform_edt(~lab, sampling=spacing) <= mm].sum() / max(mask.sum(), 1))
 
 
-def test_breast1_from_one_line_beats_the_previous_default():
-    """pyradiomics breast1 (no network saw it): the line on the largest slice gives a 3D mask with Dice above
-    0.76 (the previous default, classical slice + walker, scored 0.717), over the label's slices, all near it."""
-    vol, lab, sp = _pyradiomics("breast1")
+def _line_mask_on_largest_slice(case: str):
+    """A pyradiomics volume's 3D mask from one line: the label's longest diameter on its largest slice."""
+    vol, lab, sp = _pyradiomics(case)
     _network()
     z = int(np.argmax(lab.sum((1, 2))))
     p0, p1 = longest_diameter(lab[z], sp[1:])
-    mask = line_to_mask(vol, np.r_[z, p0], np.r_[z, p1], spacing=sp, modality="mri")
+    return line_to_mask(vol, np.r_[z, p0], np.r_[z, p1], spacing=sp, modality="mri"), lab, sp, z
+
+
+def test_breast1_from_one_line_beats_the_previous_default():
+    """pyradiomics breast1 (no network saw it): the line on the largest slice gives a 3D mask with Dice above
+    0.76 (the previous default, classical slice + walker, scored 0.717), over the label's slices, all near it."""
+    mask, lab, sp, z = _line_mask_on_largest_slice("breast1")
     assert dice(mask, lab) > 0.76
     assert dice(mask[z], lab[z]) > 0.85
     assert set(np.flatnonzero(mask.any((1, 2)))) == set(np.flatnonzero(lab.any((1, 2))))
@@ -46,11 +51,7 @@ def test_breast1_from_one_line_beats_the_previous_default():
 
 def test_brain1_mask_stays_near_the_tumour():
     """pyradiomics brain1 (6.5 mm slices): the mask reaches the neighbouring slices and stays on the tumour."""
-    vol, lab, sp = _pyradiomics("brain1")
-    _network()
-    z = int(np.argmax(lab.sum((1, 2))))
-    p0, p1 = longest_diameter(lab[z], sp[1:])
-    mask = line_to_mask(vol, np.r_[z, p0], np.r_[z, p1], spacing=sp, modality="mri")
+    mask, lab, sp, z = _line_mask_on_largest_slice("brain1")
     assert dice(mask, lab) > 0.5
     assert np.flatnonzero(mask.any((1, 2))).size >= 3
     assert _near(mask, lab, sp, 7.0) > 0.9
