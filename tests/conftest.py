@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # torch's stack (torchvision pulls in triton) is imported before any napari viewer opens OpenGL: on Mesa's
@@ -29,6 +30,16 @@ def shared_path(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"real data not found: {p}")
     return p
+
+
+def pyradiomics_volume(case: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A labelled pyradiomics MRI volume (`breast1`, `brain1`) as (z, y, x) float32 voxels, boolean label and
+    spacing in mm in the same order; skips the test when it is not on this machine."""
+    import nibabel as nib
+
+    im = nib.load(str(shared_path("mri", "pyradiomics", f"{case}_image.nii.gz")))
+    lab = np.asarray(nib.load(str(shared_path("mri", "pyradiomics", f"{case}_label.nii.gz"))).dataobj).T > 0
+    return np.asarray(im.dataobj).T.astype(np.float32), lab, np.asarray(im.header.get_zooms()[:3], float)[::-1]
 
 
 @pytest.fixture(autouse=True)

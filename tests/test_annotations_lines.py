@@ -10,7 +10,7 @@ from napari_lesionseg.core.annotations.line_model import line_model_available
 from napari_lesionseg.core.errors import LesionSegError
 from napari_lesionseg.core.metrics import dice
 
-from conftest import shared_path
+from conftest import pyradiomics_volume, shared_path
 
 
 def lesion_image(shape=(200, 240), centre=(100, 110), axes=(38, 50), angle=0.5, spacing=(1.0, 1.0), seed=0,
@@ -173,12 +173,7 @@ def test_real_busi_lesions(method):
 
 
 def test_real_mri_lesion_in_3d():
-    import nibabel as nib
-
-    im = nib.load(str(shared_path("mri", "pyradiomics", "breast1_image.nii.gz")))
-    lab = np.asarray(nib.load(str(shared_path("mri", "pyradiomics", "breast1_label.nii.gz"))).dataobj).T > 0
-    vol = np.asarray(im.dataobj).T.astype(np.float32)
-    sp = np.asarray(im.header.get_zooms()[:3], float)[::-1]
+    vol, lab, sp = pyradiomics_volume("breast1")
     z = int(np.argmax(lab.sum((1, 2))))
     p0, p1 = longest_diameter(lab[z], sp[1:])
     mask = line_to_mask(vol, np.r_[z, p0], np.r_[z, p1], spacing=sp)

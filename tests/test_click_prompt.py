@@ -14,7 +14,7 @@ from napari_lesionseg.core.annotations import click_size, prompts
 from napari_lesionseg.core.errors import LesionSegError
 from napari_lesionseg.core.metrics import dice
 
-from conftest import shared_path
+from conftest import pyradiomics_volume, shared_path
 from test_prompts import _centre, _prompt_network, _real_lesion
 
 
@@ -117,13 +117,8 @@ def test_click_on_another_hospitals_ultrasound():
 
 def test_click_on_an_mri_volume_slice_grows_through_slices():
     """pyradiomics breast1 (never seen): a click on the lesion's largest slice gives a 3D mask."""
-    import nibabel as nib
-
-    path = shared_path("mri", "pyradiomics", "breast1_image.nii.gz")
+    vol, lab, sp = pyradiomics_volume("breast1")
     _prompt_network()
-    vol = np.asarray(nib.load(str(path)).dataobj, np.float32).transpose(2, 1, 0)
-    lab = np.asarray(nib.load(str(path).replace("_image", "_label")).dataobj).transpose(2, 1, 0) > 0
-    sp = np.asarray(nib.load(str(path)).header.get_zooms()[:3], float)[::-1]
     z = int(np.argmax(lab.sum((1, 2))))
     c = _centre(lab[z])
     m = prompts.click_to_mask(vol, (z, *c), spacing=sp, modality="mri")

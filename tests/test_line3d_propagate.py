@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import pyradiomics_volume
 
 from napari_lesionseg.core.annotations import longest_diameter, propagate
 from napari_lesionseg.core.annotations.line_model import line_model_available
@@ -15,14 +15,6 @@ def _network():
         pytest.skip("the prompt network is not installed")
 
 
-def _pyradiomics(case):
-    import nibabel as nib
-
-    im = nib.load(str(shared_path("mri", "pyradiomics", f"{case}_image.nii.gz")))
-    lab = np.asarray(nib.load(str(shared_path("mri", "pyradiomics", f"{case}_label.nii.gz"))).dataobj).T > 0
-    return np.asarray(im.dataobj).T.astype(np.float32), lab, np.asarray(im.header.get_zooms()[:3], float)[::-1]
-
-
 def _near(mask, lab, spacing, mm):
     """Share of the mask within `mm` of the label (voxel spacing respected)."""
     from scipy import ndimage as ndi
@@ -32,7 +24,7 @@ def _near(mask, lab, spacing, mm):
 
 def _line_mask_on_largest_slice(case: str):
     """A pyradiomics volume's 3D mask from one line: the label's longest diameter on its largest slice."""
-    vol, lab, sp = _pyradiomics(case)
+    vol, lab, sp = pyradiomics_volume(case)
     _network()
     z = int(np.argmax(lab.sum((1, 2))))
     p0, p1 = longest_diameter(lab[z], sp[1:])

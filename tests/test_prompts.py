@@ -18,7 +18,7 @@ from napari_lesionseg.core.annotations.napari_csv import Shape, shapes_to_boxes
 from napari_lesionseg.core.errors import LesionSegError
 from napari_lesionseg.core.metrics import dice
 
-from conftest import shared_path
+from conftest import pyradiomics_volume, shared_path
 
 
 def _prompt_network():
@@ -188,13 +188,8 @@ def test_negative_click_removes_what_it_is_put_on():
 
 
 def test_box_on_a_volume_follows_the_lesion_through_slices():
-    import nibabel as nib
-
-    path = shared_path("mri", "pyradiomics", "breast1_image.nii.gz")
+    vol, lab, sp = pyradiomics_volume("breast1")
     _prompt_network()
-    vol = np.asarray(nib.load(str(path)).dataobj, np.float32).transpose(2, 1, 0)
-    lab = np.asarray(nib.load(str(path).replace("_image", "_label")).dataobj).transpose(2, 1, 0) > 0
-    sp = np.asarray(nib.load(str(path)).header.get_zooms()[:3], float)[::-1]
     z = int(np.argmax(lab.sum((1, 2))))
     rows, cols = np.flatnonzero(lab[z].any(1)), np.flatnonzero(lab[z].any(0))
     m = prompts.box_to_mask(vol, (z, rows[0], cols[0]), (z, rows[-1], cols[-1]), spacing=sp)
