@@ -248,11 +248,9 @@ def external_blocks(results: dict) -> dict:
     return out
 
 
-def write_card(results: dict, recipe_path: str, models_dir: Path, recipe_text: str | None = None,
-               what: str = "this recipe") -> Path:
+def write_card(results: dict, recipe_path: str, models_dir: Path) -> Path:
     """Publish the final model into `models_dir` as the recipe's name, its card carrying the cross-validated
-    figures (`metrics.external`) and, marked as the selection split, its figures on its own training images.
-    `recipe_text`/`what`: the card's recipe and what was cross-validated, for an ensemble of recipes."""
+    figures (`metrics.external`) and, marked as the selection split, its figures on its own training images."""
     from napari_lesionseg.core.models.card import ModelCard
     from napari_lesionseg.core.training.config import TrainConfig
     from napari_lesionseg.core.training.data import load_sources
@@ -272,7 +270,7 @@ def write_card(results: dict, recipe_path: str, models_dir: Path, recipe_text: s
          "cv_sensitivity_at_0.25_fp_per_image": mias["sensitivity_at_0.25_fp"],
          "cv_sensitivity_at_0.5_fp_per_image": mias["sensitivity_at_0.5_fp"],
          "cv_sensitivity_at_1_fp_per_image": mias["sensitivity_at_1_fp"],
-         "cv_fold_minutes": [f.get("minutes") for f in results["folds"].values()],
+         "cv_fold_minutes": [f["minutes"] for f in results["folds"].values()],
          "cv_fold_thresholds": [f["threshold"] for f in results["folds"].values()],
          "external": ext,
          "baseline_on_cdd": results.get("baseline_cdd", {}).get("summary"),
@@ -282,9 +280,9 @@ def write_card(results: dict, recipe_path: str, models_dir: Path, recipe_text: s
                                      "same recipe."}}
     card = final.to_dict()
     name = recipe.name
-    card.update(name=name, metrics=m, recipe=recipe_text or recipe_path, weights=f"{name}.safetensors",
+    card.update(name=name, metrics=m, recipe=recipe_path, weights=f"{name}.safetensors",
                 threshold=results["threshold"])
-    card["notes"] = card_notes(results, ext, what)
+    card["notes"] = card_notes(results, ext)
     return publish_card(card, final.weights_path, models_dir)
 
 
@@ -293,10 +291,10 @@ def _pm(block: dict, key: str) -> str:
     return f"{block[key]:.2f}" + (f" (folds {s['mean']:.2f} ± {s['sd']:.2f})" if s else "")
 
 
-def card_notes(results: dict, ext: dict, what: str = "this recipe") -> str:
+def card_notes(results: dict, ext: dict) -> str:
     """What to expect, in words, from the held-out figures only."""
     k, mias = len(results["folds"]), ext["mias_cv"]
-    text = (f"WHAT TO EXPECT, from {k}-fold cross-validation by woman of {what} (fixed schedule, last EMA "
+    text = (f"WHAT TO EXPECT, from {k}-fold cross-validation by woman of this recipe (fixed schedule, last EMA "
             f"weights: nothing chosen on held-out images). mini-MIAS film, {mias['n_mass_regions']} masses on "
             f"{mias['n_lesion']} images of held-out women: {_pm(mias, 'sensitivity_at_0.5_fp')} of masses found at "
             f"0.5 false regions per image ({_pm(mias, 'sensitivity_at_0.25_fp')} at 0.25, "

@@ -7,8 +7,6 @@ chosen on the other folds).
         --runs /tmp/cv_mg.json:/tmp/cv_mg /tmp/cv_hp.json:/tmp/cv_hp --tta vflip --out /tmp/cv_ens_vflip.json
 
 Each --runs entry is RESULTS.json:WORK of a finished `cv_mammography.py` run (its fold models in WORK/foldK).
-With --card-into, the runs' final models (each run's `--final`) are combined the same way and published as the
-first run's recipe name, the card carrying this variant's held-out figures (`members: 2` for two runs).
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cv_mammography import by_source, extra_cdd_cases, measure, pool, write_card  # noqa: E402
+from cv_mammography import by_source, extra_cdd_cases, measure, pool  # noqa: E402
 
 
 def fold_model(cards, key: str, tta: list[str]):
@@ -39,32 +37,12 @@ def fold_model(cards, key: str, tta: list[str]):
     return card, net
 
 
-def publish(results: dict, runs, work: Path, models_dir: Path) -> Path:
-    """The runs' final models combined as the folds' were, published with this variant's cross-validated figures."""
-    from napari_lesionseg.core.models.card import ModelCard
-    from napari_lesionseg.core.training.publish import publish_model
-
-    finals = [res["final"] for res, _ in runs]
-    card, net = fold_model([ModelCard.read(f["card"]) for f in finals], "final", results["tta"])
-    if net is None:
-        raise SystemExit("publishing a single run with test-time flips: set tta in its recipe instead")
-    card.name = "mammography-mass-ensemble"
-    card = publish_model(net, card, work)
-    results["final"] = {"card": str(card.path), "n_train": finals[0]["n_train"], "epochs": finals[0]["epochs"],
-                        "minutes": round(sum(f["minutes"] for f in finals), 2)}
-    recipes = [res["recipe"] for res, _ in runs]
-    return write_card(results, recipes[0], models_dir, " + ".join(recipes) + ", combined by `lesionseg ensemble`",
-                      f"this ensemble ({len(runs)} recipes' fold models of the same fold averaged)")
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", nargs="+", required=True, help="RESULTS.json:WORK of finished cross-validation runs")
     ap.add_argument("--tta", nargs="*", default=[], choices=["vflip"], help="test-time flips (no hflip: fit breast)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--card-into", help="publish the runs' final models combined, with these figures, here")
-    ap.add_argument("--work", default=None, help="folder for the combined final model (with --card-into)")
     args = ap.parse_args(argv)
 
     import torch
@@ -90,10 +68,6 @@ def main(argv=None) -> int:
     pool(results)
     Path(args.out).write_text(json.dumps(results, indent=1))
     print("pooled over held-out folds", json.dumps(results["cv_pooled"]), flush=True)
-    if args.card_into:
-        work = Path(args.work or Path(args.out).with_suffix(""))
-        print("published", publish(results, runs, work, Path(args.card_into)), flush=True)
-        Path(args.out).write_text(json.dumps(results, indent=1))
     return 0
 
 
