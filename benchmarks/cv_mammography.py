@@ -63,8 +63,9 @@ def source_of(case) -> str:
     return "mias"
 
 
-def measure(card, cases, threads: int = 1) -> list[dict]:
-    """Per image at every threshold of THRESHOLDS: masses hit and false regions (FROC), and Dice."""
+def measure(card, cases, threads: int = 1, net=None) -> list[dict]:
+    """Per image at every threshold of THRESHOLDS: masses hit and false regions (FROC), and Dice. `net`: a network
+    already built for `card` (an ensemble not yet written to disk), else the card's weights."""
     import torch
     from make_cdd_masks import drop_specks
 
@@ -72,7 +73,7 @@ def measure(card, cases, threads: int = 1) -> list[dict]:
     from napari_lesionseg.core.metrics import detection_counts, dice
 
     torch.set_num_threads(threads)
-    pred = Predictor(card, device="cpu")
+    pred = Predictor(card, device="cpu", net=net)
     rows = []
     for c in cases:
         p = pred.predict_image(c.image)
@@ -156,6 +157,16 @@ def spread(results: dict, source: str, key: str) -> dict:
         return {}
     return {"mean": round(float(np.mean(v)), 4), "sd": round(float(np.std(v, ddof=1)), 4) if len(v) > 1 else 0.0,
             "per_fold": v}
+
+
+def pool(results: dict) -> None:
+    """Each fold's nested threshold and summary, the threshold over all folds, the pooled figures and their spread."""
+    results["threshold"] = nested_thresholds(results)
+    all_rows = [r for f in results["folds"].values() for r in f["rows"]]
+    results["cv_pooled"] = by_source(all_rows)
+    results["cv_pooled_at_0.5"] = by_source(all_rows, 0.5)
+    results["cv_spread"] = {s: {k: spread(results, s, k) for k in results["cv_pooled"][s]
+                                if not k.startswith("n_")} for s in results["cv_pooled"]}
 
 
 def remeasure(results: dict, work: Path, cases, threads: int) -> None:
@@ -337,12 +348,7 @@ def main(argv=None) -> int:
 
     run_folds(args, recipe, cases, extra, fold_of, results, save)
     remeasure(results, work, cases + extra, args.threads)
-    results["threshold"] = nested_thresholds(results)
-    all_rows = [r for f in results["folds"].values() for r in f["rows"]]
-    results["cv_pooled"] = by_source(all_rows)
-    results["cv_pooled_at_0.5"] = by_source(all_rows, 0.5)
-    results["cv_spread"] = {s: {k: spread(results, s, k) for k in results["cv_pooled"][s]
-                                if not k.startswith("n_")} for s in results["cv_pooled"]}
+    pool(results)
     save()
     print("pooled over held-out folds", json.dumps(results["cv_pooled"]), flush=True)
 

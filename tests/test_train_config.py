@@ -24,6 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
     ({"epochs": 0}, "epochs"),
     ({"patch_size": [224, -1]}, "patch_size"),
     ({"val_fraction": 1.5}, "val_fraction"),
+    ({"hard_pixel_fraction": -0.01}, "hard_pixel_fraction"),
+    ({"hard_pixel_fraction": 1.0}, "hard_pixel_fraction"),
+    ({"hard_pixel_fraction": "1%"}, "hard_pixel_fraction"),
 ])
 def test_bad_values_are_refused_with_the_option_named(bad, word):
     with pytest.raises(LesionSegError, match=word):

@@ -109,6 +109,27 @@ def test_each_loss_is_finite_and_decreases_on_a_toy_batch(name):
     assert values[-1] < 0.8 * values[0], f"{name}: {values[0]:.3f} -> {values[-1]:.3f}"
 
 
+def test_hard_pixel_term_charges_a_confident_false_blob_more_than_diffuse_noise_of_the_same_total():
+    """A lesion-free image: a 10x10 confident false blob and noise spread over every pixel cost the same mean pixel
+    BCE (so `bce_image_dice` cannot tell them apart), but the hardest-1% term charges the blob several times more."""
+    import torch.nn.functional as F
+
+    from napari_lesionseg.core.training.losses import cross_entropy, hard_pixel_term
+
+    y = torch.zeros(1, 64, 64, dtype=torch.long)
+    blob = torch.full((1, 1, 64, 64), -12.0)
+    blob[..., 20:30, 20:30] = 4.0  # p = 0.98 on 100 of 4096 pixels
+    mean_bce = float(F.softplus(blob).mean())
+    noise = torch.full((1, 1, 64, 64), float(np.log(np.expm1(mean_bce))))  # softplus(noise) = mean_bce everywhere
+    assert float(cross_entropy(blob, y)[0]) == pytest.approx(float(cross_entropy(noise, y)[0]), rel=1e-4)
+    hard_blob, hard_noise = hard_pixel_term(blob, y, 0.01), hard_pixel_term(noise, y, 0.01)
+    assert float(hard_blob[0]) > 10 * float(hard_noise[0])
+    plain, _ = compute_loss("bce_image_dice", blob, y)
+    with_term, per = compute_loss("bce_image_dice", blob, y, hard_pixel_fraction=0.01)
+    assert float(with_term - plain) == pytest.approx(float(hard_blob[0]), rel=1e-4)
+    assert per.shape == (1,) and float(per[0]) > float(cross_entropy(blob, y)[0])
+
+
 def test_validation_split_never_puts_a_busi_duplicate_group_on_both_sides():
     meta = json.loads(shared_path("ultrasound", "busi", "cases.json").read_text())
     dummy = np.zeros((2, 2), np.uint8)

@@ -121,6 +121,9 @@ class TrainConfig:
     loss: str = "bce_dice"
     """bce_dice (default; Dice over the batch), bce_image_dice (Dice per lesion image, as the metric averages it),
     dice, jaccard, focal, weighted_ce (U-Net paper's boundary-weighted cross-entropy)."""
+    hard_pixel_fraction: float = 0.0
+    """Add to the loss, per image, the cross-entropy of its hardest pixels, this share of them (e.g. 0.01; 0 = off):
+    a confident false region on a lesion-free image then costs as much as a missed lesion (OHEM-style)."""
     augment: list[str] = field(default_factory=lambda: ["flip", "affine", "intensity"])
     """flip, rot90, affine (rotation/scale/shift), intensity (gamma, contrast, noise), stain (per-channel colour
     jitter), hed (H&E stain amounts in optical density), speckle (multiplicative noise), resolution (blur by down-
@@ -176,6 +179,9 @@ class TrainConfig:
                 problems.append(f"{key} must be positive, not {value!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             problems.append(f"val_fraction must lie in [0, 1), not {self.val_fraction!r}")
+        if not (isinstance(self.hard_pixel_fraction, (int, float)) and not isinstance(self.hard_pixel_fraction, bool)
+                and 0.0 <= self.hard_pixel_fraction <= 0.5):
+            problems.append(f"hard_pixel_fraction must lie in [0, 0.5], not {self.hard_pixel_fraction!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             problems.append(f"ema_decay must lie in [0, 1), not {self.ema_decay!r}")
         problems += source_problems(self)

@@ -49,6 +49,19 @@ def cross_entropy(logits, y, weight_map=None) -> torch.Tensor:
     return l.mean(dim=(1, 2))
 
 
+def hard_pixel_term(logits, y, fraction: float) -> torch.Tensor:
+    """Per image, the mean cross-entropy of its hardest `fraction` of pixels (OHEM-style): a confident false blob on
+    a lesion-free image costs as much here as a missed lesion, where the mean pixel loss dilutes it over thousands
+    of easy background pixels. The same total loss spread thinly as noise costs little."""
+    if logits.shape[1] == 1:
+        l = F.binary_cross_entropy_with_logits(logits[:, 0], (y > 0).float(), reduction="none")
+    else:
+        l = F.cross_entropy(logits, y, reduction="none")
+    flat = l.flatten(1)
+    k = max(1, int(round(fraction * flat.shape[1])))
+    return flat.topk(k, dim=1).values.mean(dim=1)
+
+
 def focal(logits, y, gamma: float = 2.0) -> torch.Tensor:
     if logits.shape[1] == 1:
         t = (y > 0).float()
@@ -80,8 +93,18 @@ def unet_weight_map(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> n
     return wc
 
 
-def compute_loss(name: str, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean loss and a per-example loss (used for hard-negative mining)."""
+def compute_loss(name: str, logits: torch.Tensor, y: torch.Tensor,
+                 hard_pixel_fraction: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss and a per-example loss (used for hard-negative mining); with `hard_pixel_fraction` > 0 each
+    image's hardest-pixel cross-entropy (`hard_pixel_term`) is added to both."""
+    loss, per = _named_loss(name, logits, y)
+    if hard_pixel_fraction > 0:
+        hard = hard_pixel_term(logits, y, hard_pixel_fraction)
+        return loss + hard.mean(), per + hard.detach()
+    return loss, per
+
+
+def _named_loss(name: str, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if name in ("bce_dice", "bce_image_dice"):
         per = cross_entropy(logits, y)
         return per.mean() + soft_dice(logits, y, per_image=name == "bce_image_dice"), per.detach()
