@@ -1,7 +1,8 @@
 """Turning kept probabilities into a mask, cheaply: the threshold slider calls only this, never the model.
 
 `apply_threshold` writes into the existing label array (no new volume per slider move); post-processing
-(fill holes, drop small components, keep the largest) runs only when asked for.
+(fill holes, drop small components, keep the largest or the most confident component) runs only when asked for:
+by the user (the Segment dock's clean-up row) or by a model card's default (`ModelCard.post_processing`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,17 @@ class PostProcessing:
     min_size_mm2: float = 0.0
     """Drop connected components smaller than this (mm² in 2D, mm³ in 3D)."""
     keep_largest: bool = False
+    keep_most_confident: bool = False
+    """Keep only the component that holds the highest probability (a model that draws a false region beside or
+    instead of the lesion is usually surest of the lesion). Needs the probabilities; exclusive with keep_largest."""
+
+    def __post_init__(self):
+        if self.keep_largest and self.keep_most_confident:
+            raise ValueError("keep_largest and keep_most_confident each keep one component: choose one")
 
     @property
     def active(self) -> bool:
-        return self.fill_holes or self.min_size_mm2 > 0 or self.keep_largest
+        return self.fill_holes or self.min_size_mm2 > 0 or self.keep_largest or self.keep_most_confident
 
 
 def apply_threshold(probs: np.ndarray, threshold: float, out: np.ndarray, multiclass: bool = False,
@@ -43,12 +51,21 @@ def apply_threshold(probs: np.ndarray, threshold: float, out: np.ndarray, multic
     else:
         np.greater_equal(probs[region], threshold, out=out[region], casting="unsafe")
     if post is not None and post.active:
-        out[region] = postprocess(out[region], post, spacing)
+        fg = None
+        if post.keep_most_confident:
+            fg = 1.0 - probs[(0,) + region] if multiclass else probs[region]
+        out[region] = postprocess(out[region], post, spacing, probs=fg)
     return out
 
 
-def postprocess(mask: np.ndarray, post: PostProcessing, spacing: tuple[float, ...] | None = None) -> np.ndarray:
+def postprocess(mask: np.ndarray, post: PostProcessing, spacing: tuple[float, ...] | None = None,
+                probs: np.ndarray | None = None) -> np.ndarray:
+    """The cleaned mask (a new array). `probs`, the foreground probability on the mask's grid, is needed only by
+    keep_most_confident."""
     from scipy import ndimage as ndi
+
+    if post.keep_most_confident and (probs is None or np.shape(probs) != mask.shape):
+        raise ValueError("keep_most_confident needs the foreground probabilities on the mask's grid")
 
     out = mask.copy()
     labels = np.unique(out[out > 0])
@@ -65,6 +82,10 @@ def postprocess(mask: np.ndarray, post: PostProcessing, spacing: tuple[float, ..
             if post.keep_largest and keep.any():
                 keep = np.zeros_like(keep)
                 keep[int(np.argmax(sizes))] = True
+            elif post.keep_most_confident and keep.any():
+                peaks = np.where(keep, ndi.maximum(probs, comp, index=np.arange(1, n + 1)), -np.inf)
+                keep = np.zeros_like(keep)
+                keep[int(np.argmax(peaks))] = True
             m = np.isin(comp, np.nonzero(keep)[0] + 1)
         result[m & (result == 0)] = lab
     return result
