@@ -192,6 +192,7 @@ def run_score(args) -> int:
     result["verdict"] = verdict(result)
     print("verdict:", json.dumps(result["verdict"]), flush=True)
     result["missed_lesions"] = miss_anatomy(cache / "busi", rows[BASELINE], args.threshold_probe)
+    result["component_ceiling"] = component_ceiling(cache / "busi", rows[BASELINE])
     result["seconds"] = round(time.monotonic() - t0, 1)
     from napari_lesionseg.core.io.atomic import atomic_path
 
@@ -226,6 +227,26 @@ def verdict(result: dict) -> dict:
                                                              and b1["misses"] <= b0["misses"])
     return {"nested_gain": round(got["mean_dice"] - base["mean_dice"], 4), **checks,
             "ship": bool(breast) and all(checks.values()) and result["ship_choice"] != BASELINE}
+
+
+def component_ceiling(cache_dir: Path, baseline_rows: list[dict]) -> dict:
+    """NOT a result (it uses the truth): at threshold 0.5, how many lesion images have several components, and the
+    mean Dice and misses if exactly the components touching the lesion were kept: the ceiling of any rule that
+    picks components (keep_largest and keep_most_confident are two such rules)."""
+    from scipy import ndimage as ndi
+
+    from napari_lesionseg.core.evaluate import MISS_DICE, read_truth
+
+    several, ceiling = 0, []
+    for r in baseline_rows:
+        if not r["has_lesion"]:
+            continue
+        probs = np.load(cache_dir / f"{r['name']}.npy")
+        several += ndi.label(probs >= 0.5)[1] > 1
+        ceiling.append(touching_dice(probs, read_truth(BUSI / "masks" / f"{r['name']}.png") > 0, 0.5))
+    return {"lesion_images_with_several_components": int(several), "n_lesion": len(ceiling),
+            "mean_dice_touching_components_only": round(float(np.mean(ceiling)), 4),
+            "misses_touching_components_only": int(sum(d < MISS_DICE for d in ceiling))}
 
 
 def miss_anatomy(cache_dir: Path, baseline_rows: list[dict], probe: float) -> dict:
