@@ -12,9 +12,12 @@ strictly better); the chosen setting is trained on the whole training fold and m
 Both settings' outer figures are also printed (the final network takes the better one, 200 on a tie). The
 classical line and `busi_line_unet` (plain and on the inverted image), which never trained on MRI, are measured on
 the same lesions per fold; `prompt_unet` too, but it trained on every ISPY1 patient (its figure is optimistic).
-The decision rule was fixed before any figure of the candidate existed (DEVELOPERS.md, "An MRI line network").
+The decision rule was fixed before any figure of the candidate existed; it and every figure are in
+benchmarks/eval_mri_line_finetune_results.json. Result: held out 0.651, no better than the classical line, worse in
+3D on breast1 and brain1, so nothing was shipped (DEVELOPERS.md, "Tried and not shipped (issue 16)").
 
---final DIR: fine-tune on all ISPY1 slices into DIR as `mri_line_unet` (the shipped card: models/line_prompt).
+--final DIR: fine-tune on all ISPY1 slices into DIR as `mri_line_unet` (the network the 3D and second-source checks
+used; with LESIONSEG_USER_MODELS_DIR=X and DIR=X/line_prompt the other commands find it by name).
 --second NAME: the line Dice of NAME and of the shipped networks on the slices of pyradiomics breast1 and brain1
 (neither network saw them). 3D: `benchmarks/eval_line3d.py --model NAME`.
 

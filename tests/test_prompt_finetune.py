@@ -199,7 +199,8 @@ def test_train_dock_cancel_stops_the_prompt_fine_tuning_and_publishes_nothing(ma
 
 
 def test_train_dock_offers_only_prompt_networks_it_can_fine_tune(make_napari_viewer):
-    """The line-only busi_line_unet would be refused by the fine-tuning: the dock does not offer it."""
+    """The line-only busi_line_unet learns from lines only (headless fine-tuning); the dock, whose users correct
+    line and box masks alike, does not offer it."""
     _needs_prompt_network()
     viewer = make_napari_viewer()
     _, train = viewer.window.add_plugin_dock_widget("napari-lesionseg", "Fine-tune a model")
