@@ -12,6 +12,7 @@ Choices in `core/annotations/propagate.py` were compared on all three volumes to
     python benchmarks/eval_line3d.py                  # method auto (the prompt network when installed)
     python benchmarks/eval_line3d.py --method classical   # the previous default (classical slice + walker)
     python benchmarks/eval_line3d.py --prompt box         # the box / a click at the centre on the same slices
+    python benchmarks/eval_line3d.py --model mri_line_unet   # lines through a chosen prompt network
 
 --prompt box: the label's bounding box on the line's slice (Duke: the line's); click: the point deepest inside
 that slice's label (Duke: the line's middle). Box and click draw their slice with the network whatever the
@@ -72,11 +73,11 @@ def prompts(shape, sp, lab, z, p0, p1, labelled: bool):
     return out
 
 
-def segment(vol, sp, outline, k, a, b, prompt: str, method: str) -> np.ndarray:
+def segment(vol, sp, outline, k, a, b, prompt: str, method: str, model: str | None = None) -> np.ndarray:
     """The 3D mask from one prompt on slice k (a, b: the line's ends; outline: the label on slice k, None for
-    Duke), through the functions the dock calls."""
+    Duke), through the functions the dock calls. model: the prompt network for lines (None: the default)."""
     if prompt == "line":
-        return lines_to_labels(vol, [Line(np.r_[k, a], np.r_[k, b])], spacing=sp, method=method) > 0
+        return lines_to_labels(vol, [Line(np.r_[k, a], np.r_[k, b])], spacing=sp, method=method, model=model) > 0
     from scipy import ndimage as ndi
 
     from napari_lesionseg.core.annotations import prompts
@@ -102,8 +103,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--method", default="auto")
     ap.add_argument("--prompt", default="line", choices=("line", "box", "click"))
+    ap.add_argument("--model", help="prompt network for lines (e.g. mri_line_unet); default: what code without a "
+                                    "modality gets (prompt_unet)")
     args = ap.parse_args()
-    print(f"3D {args.prompt} → mask, method {args.method}")
+    print(f"3D {args.prompt} → mask, method {args.method}" + (f", lines by {args.model}" if args.model else ""))
     for name, vol, sp, lab, z, p0, p1 in volumes():
         labelled = name != "duke_153"
         rows = []
@@ -112,7 +115,7 @@ def main():
             todo = [todo[0]] + todo[7:]
         for k, a, b in todo:
             t = time.time()
-            m = segment(vol, sp, lab[k] if labelled else None, k, a, b, args.prompt, args.method)
+            m = segment(vol, sp, lab[k] if labelled else None, k, a, b, args.prompt, args.method, args.model)
             rows.append((m, time.time() - t))
         m = rows[0][0]
         secs = np.array([r[1] for r in rows])

@@ -111,6 +111,28 @@ def test_a_whole_image_model_is_refused_as_base_and_nothing_is_written(tmp_path,
     assert not list(_user_model_dir.rglob("wrong*"))
 
 
+def test_the_line_only_network_fine_tunes_on_lines_and_keeps_its_two_channels(_user_model_dir):
+    """busi_line_unet (image + short axis, lines only) learns from corrected masks with line samples in its own
+    two channels; the published card is still line-only, names its parent and its inverted test-time view."""
+    from napari_lesionseg.core.annotations.line_model import LEGACY_MODEL, load_line_model
+    from napari_lesionseg.core.annotations.lines import line_to_mask
+    from napari_lesionseg.core.training.prompt_finetune import finetune_prompt_model
+    from napari_lesionseg.core.training.prompt_samples import lesions_from_components, make_sample
+
+    if not line_model_available(LEGACY_MODEL):
+        pytest.skip("the BUSI line network is not installed")
+    images, masks = _ellipse_images()
+    les = lesions_from_components("t", "p", "n", images[0].astype(np.float32), [masks[0]])[0]
+    x, y = make_sample(np.random.default_rng(0), les, line_only=True)
+    assert x.shape == (2, 128, 128) and y.shape == (1, 128, 128) and y.any()
+    card = finetune_prompt_model(LEGACY_MODEL, images, masks, "line-only", steps=3)
+    raw = load_line_model(card.name)[1]
+    assert card.in_channels == 2 and "prompt_channels" not in raw and raw["parent"] == LEGACY_MODEL
+    assert raw["steps"] == 3 and raw["prompts"] == ["line"] and "invert" in raw["tta"]
+    m = line_to_mask(images[0], (30, 44), (66, 44), method="learned", model=card.name)
+    assert dice(m, masks[0]) > 0.6
+
+
 def test_cancelled_fine_tuning_publishes_nothing(_user_model_dir):
     from napari_lesionseg.core.training.prompt_finetune import finetune_prompt_model
 
@@ -177,7 +199,8 @@ def test_train_dock_cancel_stops_the_prompt_fine_tuning_and_publishes_nothing(ma
 
 
 def test_train_dock_offers_only_prompt_networks_it_can_fine_tune(make_napari_viewer):
-    """The line-only busi_line_unet would be refused by the fine-tuning: the dock does not offer it."""
+    """The line-only busi_line_unet learns from lines only (headless fine-tuning); the dock, whose users correct
+    line and box masks alike, does not offer it."""
     _needs_prompt_network()
     viewer = make_napari_viewer()
     _, train = viewer.window.add_plugin_dock_widget("napari-lesionseg", "Fine-tune a model")

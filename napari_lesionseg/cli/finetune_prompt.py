@@ -1,6 +1,7 @@
 """`lesionseg finetune-prompt`: fine-tune the prompt network (line / box → mask) on your corrected masks.
 
     lesionseg finetune-prompt --base prompt_unet --images DIR --masks DIR --name my-scanner
+    lesionseg finetune-prompt --base busi_line_unet ...   # the line-only ultrasound network: lines only
 
 Every lesion of every mask (masks with the images' file names) trains the prompt network with the prompts a reader
 would draw on it (its longest diameter, its box); a few hundred steps on the CPU take minutes. The new network is

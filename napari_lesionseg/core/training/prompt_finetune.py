@@ -49,15 +49,19 @@ def base_prompt_card(base: str) -> tuple[Path, dict]:
     if card.get("kind") != "prompt":
         raise LesionSegError(f"{card.get('name', base)!r} is a whole-image segmentation model, not a prompt network: "
                              "fine-tuning from corrected line/box masks needs a prompt base such as prompt_unet.")
-    if "prompt_channels" not in card:
-        raise LesionSegError(f"{card['name']!r} is the first, line-only prompt network; fine-tune the all-prompt "
-                             "network (prompt_unet) instead.")
     return path, card
 
 
+def is_line_only(card: dict) -> bool:
+    """The first, line-only network (2 input channels: image and short axis; no `prompt_channels`): it fine-tunes
+    on line prompts only (`prompt_samples.make_sample(line_only=True)`)."""
+    return "prompt_channels" not in card
+
+
 def fine_tunable(card) -> bool:
-    """A prompt network that takes every prompt (line, box, clicks: its card lists `prompt_channels`); the first,
-    line-only network cannot be fine-tuned with the shared prompt samples."""
+    """A prompt network that takes every prompt (line, box, clicks: its card lists `prompt_channels`), which is what
+    the Train dock offers (its users correct line and box masks alike); a line-only network is fine-tuned from code
+    or `lesionseg finetune-prompt` (benchmarks/eval_mri_line_finetune.py)."""
     if getattr(card, "kind", None) != "prompt" or card.path is None:
         return False
     return "prompt_channels" in json.loads(Path(card.path).read_text())
@@ -107,7 +111,8 @@ def read_mask_folders(images: str | Path, masks: str | Path, report=None):
     return [c.image for c in cases], [c.mask for c in cases], [c.name for c in cases]
 
 
-def _train(net, lesions: list[Lesion], steps: int, lr: float, batch: int, seed: int, progress, cancelled) -> float:
+def _train(net, lesions: list[Lesion], steps: int, lr: float, batch: int, seed: int, progress, cancelled,
+           line_only: bool = False) -> float:
     """A few hundred AdamW steps, cosine-decayed; BatchNorm statistics stay the base's (twenty masks are too few
     to re-estimate them, and the base's other modalities would pay for it). Returns the last steps' mean loss."""
     import torch
@@ -125,7 +130,7 @@ def _train(net, lesions: list[Lesion], steps: int, lr: float, batch: int, seed: 
         if cancelled is not None and cancelled():
             raise Cancelled()
         pick = rng.integers(len(lesions), size=batch)
-        xs, ys = zip(*(make_sample(rng, lesions[i], mix=FULL_TRAINING_MIX) for i in pick))
+        xs, ys = zip(*(make_sample(rng, lesions[i], mix=FULL_TRAINING_MIX, line_only=line_only) for i in pick))
         loss = prompt_loss(net(torch.from_numpy(np.stack(xs))), torch.from_numpy(np.stack(ys)))
         opt.zero_grad()
         loss.backward()
@@ -168,7 +173,7 @@ def finetune_prompt_model(base: str, images, masks, name: str, steps: int | None
     torch.set_num_threads(max(int(threads), 1))
     t0 = time.time()
     try:
-        loss = _train(net, lesions, steps, lr, batch, seed, progress, cancelled)
+        loss = _train(net, lesions, steps, lr, batch, seed, progress, cancelled, is_line_only(base_card))
     finally:
         torch.set_num_threads(threads_before)
     card = _finetuned_card(base_card, name, lesions, steps, lr, batch, seed, loss, time.time() - t0, data_note)
@@ -199,6 +204,11 @@ def _finetuned_card(base: dict, name: str, lesions: list[Lesion], steps: int, lr
         "notes": "Fine-tuned on the user's corrected masks; not validated by the plugin: check it on masks it did "
                  "not learn from (benchmarks/eval_prompt_finetune.py shows how).",
     })
+    if is_line_only(base):
+        # line prompts only, in the base's two channels; the crops were inverted in half the samples as in the
+        # full training, so the inverted image is a test-time view as for prompt_unet
+        card["recipe"] = card["recipe"].replace("line / box / click, refinement clicks", "lines only, short axis in 30 %")
+        card["tta"] = ["mirror", "invert"]
     return card
 
 

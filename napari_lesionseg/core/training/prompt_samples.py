@@ -12,6 +12,8 @@ Each sample is one lesion with one prompt drawn at random:
   true diameter × exp(N(0, 0.3));
 - in 30 % of samples, one to three refinement clicks: positive inside the lesion, negative outside but near it.
 The crop is inverted in half the samples, then gamma, contrast, noise, blur and a lower resolution are jittered.
+A line-only network (the first one, card without `prompt_channels`: image and short axis) gets line samples only,
+without refinement clicks, in its own two channels (`make_sample(..., line_only=True)`).
 """
 
 from __future__ import annotations
@@ -130,12 +132,13 @@ def augment_crop(rng, crop):
     return np.clip(crop, 0, 1).astype(np.float32)
 
 
-def make_sample(rng, les: Lesion, kind: str | None = None, mix=FULL_TRAINING_MIX):
-    """(x (5, S, S), y (1, S, S)) float32: network input and lesion mask on the frame of one random prompt."""
+def make_sample(rng, les: Lesion, kind: str | None = None, mix=FULL_TRAINING_MIX, line_only: bool = False):
+    """(x (5, S, S), y (1, S, S)) float32: network input and lesion mask on the frame of one random prompt.
+    line_only: a line prompt in the first, line-only network's input (2, S, S): the crop and the short axis."""
     from ..annotations.frame import short_axis
-    from ..annotations.line_model import normalised_crop, prompt_channels
+    from ..annotations.line_model import draw_segment, normalised_crop, prompt_channels
 
-    kind = kind or rng.choice(KINDS, p=list(mix))
+    kind = "line" if line_only else (kind or rng.choice(KINDS, p=list(mix)))
     frame, geo = frame_for(rng, les, kind)
     crop = augment_crop(rng, normalised_crop(les.image, frame))
     tgt = frame.sample(les.mask.astype(np.float32), order=1, cval=0.0) > 0.5
@@ -144,11 +147,17 @@ def make_sample(rng, les: Lesion, kind: str | None = None, mix=FULL_TRAINING_MIX
         s = short_axis(les.mask, les.p0, les.p1)
         if s is not None:
             segs.append((s[0] + rng.normal(0, 1.5, 2), s[1] + rng.normal(0, 1.5, 2)))
-    pos, neg = list(geo.get("positive", [])), []
-    if rng.random() < 0.3 and tgt.any():
-        p, n = refinement_clicks(rng, tgt, frame)
-        pos, neg = pos + p, neg + n
-    chans = prompt_channels(frame, segs, geo.get("box"), pos, neg)
+    if line_only:  # the long axis is the frame itself; the second channel holds the short axis, if drawn
+        chans = np.zeros((1, *crop.shape), np.float32)
+        if len(segs) > 1:
+            a, b = frame.to_frame(np.asarray(segs[1], float))
+            draw_segment(chans[0], a, b)
+    else:
+        pos, neg = list(geo.get("positive", [])), []
+        if rng.random() < 0.3 and tgt.any():
+            p, n = refinement_clicks(rng, tgt, frame)
+            pos, neg = pos + p, neg + n
+        chans = prompt_channels(frame, segs, geo.get("box"), pos, neg)
     x = np.concatenate([crop[None], chans])
     y = tgt[None].astype(np.float32)
     if rng.random() < 0.5:
