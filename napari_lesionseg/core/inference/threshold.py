@@ -2,7 +2,8 @@
 
 `apply_threshold` writes into the existing label array (no new volume per slider move); post-processing
 (fill holes, drop small components, keep the largest or the most confident component) runs only when asked for:
-by the user (the Segment dock's clean-up row) or by a model card's default (`ModelCard.post_processing`).
+by the user (the Segment dock's clean-up row); cards carry no default (none passed the nested test in
+benchmarks/us_postprocess_nested.py), and `keep_most_confident` is so far only that benchmark's.
 """
 
 from __future__ import annotations
