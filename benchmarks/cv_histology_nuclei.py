@@ -140,6 +140,7 @@ def write_card(results: dict, recipe_path: str, sources: list[dict], models_dir:
                      "3-fold cross-validation of the same recipe."}}
     card = final.to_dict()
     card.update(name=name, metrics=m, recipe="models/histology-nuclei.yaml", weights=f"{name}.safetensors",
+                training_data=cfg.training_data, licence=cfg.licence,  # the recipe's words, as it now reads
                 notes=f"Cross-validated (3 folds over tiles, each holding out 2 breast and 4 other-organ tiles, "
                       f"the recipe's fixed {cfg.max_minutes:g}-minute schedule on one "
                       f"thread, nothing chosen on held-out tiles): nucleus Dice {_raw(results, BREAST)} (SD over "
