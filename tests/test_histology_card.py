@@ -38,3 +38,17 @@ def test_every_tile_of_the_recipe_was_held_out_once():
     tiles = {p.stem for src in cfg.sources for p in shared_path(*src["images"].split("/")[3:]).glob("*.tif")}
     held_out = {t for block in card.metrics["external"].values() for t in block["per_tile"]}
     assert len(tiles) == 18 and held_out == tiles
+
+
+def test_the_recipe_builds_the_shipped_network_and_names_its_starting_weights():
+    """`lesionseg train --config models/histology-nuclei.yaml` must make the network whose weights ship: same
+    encoder, decoder and input, the shipped tensors fit it one for one, and the card names the ImageNet start."""
+    from napari_lesionseg.core.models.build import build_network, load_state, load_weights_into
+    from napari_lesionseg.core.training.loop import card_for
+
+    card = _card()
+    cfg = TrainConfig.from_file(REPO / card.recipe)
+    assert (card.architecture, card.encoder, card.in_channels) == (cfg.architecture, cfg.encoder, 3)
+    assert card.pretrained_encoder == cfg.encoder_init == "efficientnet-lite0-imagenet"
+    assert "ImageNet" in card.training_data and "ImageNet" in card.notes and "from scratch" not in card.notes
+    load_weights_into(build_network(card_for(cfg)), load_state(card.weights_path), "recipe network")
