@@ -32,6 +32,17 @@ def shared_path(*parts: str) -> Path:
     return p
 
 
+def load_repo_script(relative: str):
+    """A benchmark or script of the repository (not a package) imported by path, for tests of its logic."""
+    import importlib.util
+
+    path = REPO / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def pyradiomics_volume(case: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A labelled pyradiomics MRI volume (`breast1`, `brain1`) as (z, y, x) float32 voxels, boolean label and
     spacing in mm in the same order; skips the test when it is not on this machine."""

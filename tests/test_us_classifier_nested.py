@@ -5,21 +5,16 @@ gating more normals."""
 from __future__ import annotations
 
 import copy
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import load_repo_script
 
 
 @pytest.fixture(scope="module")
 def nested():
-    spec = importlib.util.spec_from_file_location("us_classifier_nested", REPO / "benchmarks" / "us_classifier_nested.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_repo_script("benchmarks/us_classifier_nested.py")
 
 
 def _rows(p_normal_of_normals: float, p_normal_of_lesions: float, seed: int) -> list[dict]:

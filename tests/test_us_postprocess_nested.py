@@ -3,20 +3,14 @@ from the other four folds only, and a setting that misses more lesions there is 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import load_repo_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("us_postprocess_nested", REPO / "benchmarks" / "us_postprocess_nested.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_repo_script("benchmarks/us_postprocess_nested.py")
 
 
 def _rows(bench, dice_of: dict[str, float], missed_of: dict[str, int] | None = None, fold_dice=None):
