@@ -48,7 +48,25 @@ def cv_parser(doc: str, recipe: str | None = None, folds: int | None = None) -> 
     ap.add_argument("--final", action="store_true", help="then train on all data and publish to --work/final")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--card-into", help="only publish the finished final model with its figures into this folder")
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="first add the folds (and final model) of these --out files, from runs of other folds side "
+                         "by side, to --out")
     return ap
+
+
+def merge_results(results: dict, others: list[dict], sources: list[str]) -> None:
+    """Fold results of runs side by side (each its own --out, one writer per file) into one `results`; a fold
+    present twice with different figures is refused rather than silently overwritten."""
+    for other, source in zip(others, sources):
+        for key, fold in other.get("folds", {}).items():
+            if key in results["folds"] and results["folds"][key] != fold:
+                raise SystemExit(f"{key} is in --out and in {source} with different results: refusing to merge")
+            results["folds"][key] = fold
+        if "final" in other:
+            if "final" in results and results["final"] != other["final"]:
+                raise SystemExit(f"the final model is in --out and in {source} and differs: refusing to merge")
+            results["final"] = other["final"]
+    results["folds"] = dict(sorted(results["folds"].items()))
 
 
 def open_results(out: str | Path):
@@ -73,6 +91,9 @@ def start(args):
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results, save = open_results(args.out)
+    if getattr(args, "merge", None):
+        merge_results(results, [json.loads(Path(p).read_text()) for p in args.merge], args.merge)
+        save()
     return results, save, TrainConfig.from_file(args.recipe), work
 
 

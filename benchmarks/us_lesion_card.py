@@ -145,7 +145,7 @@ def write_card(results: dict, gate_cv: dict, recipe, models_dir: Path, work: Pat
                              "BrEaST from another hospital."}}
     d = card.to_dict()
     name = "ultrasound-lesion"
-    d.update(name=name, weights=f"{name}.safetensors", metrics=m, recipe="models/ultrasound-lesion-single.yaml",
+    d.update(name=name, weights=f"{name}.safetensors", metrics=m, recipe=results["recipe"],
              notes=card_notes(cv, results["breast"], results["final"]) + " " + gate_sentence(gate_cv, gate))
     return publish_card(d, card.weights_path, models_dir)
 
