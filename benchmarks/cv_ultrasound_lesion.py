@@ -61,9 +61,10 @@ def as_int8(card, out_dir: Path):
     return ModelCard.read(out_dir / f"{card.name}-int8.json")
 
 
-def measure(card, images: str, masks: str, names: set[str], threads: int = 1) -> list[dict]:
+def measure(card, images: str, masks: str, names: set[str], threads: int = 1, net=None) -> list[dict]:
     """Per image (lesion and normal): Dice, miss, false region, areas and the largest lesion probability, through
-    the path of `lesionseg evaluate` with the gate off (the gate is studied on these rows afterwards)."""
+    the path of `lesionseg evaluate` with the gate off (the gate is studied on these rows afterwards). `net`: a
+    network already in memory for `card` (an ensemble of fold models), else the card's weights are loaded."""
     import torch
 
     from napari_lesionseg.core.evaluate import case_metrics, pair_files, read_truth
@@ -71,7 +72,7 @@ def measure(card, images: str, masks: str, names: set[str], threads: int = 1) ->
     from napari_lesionseg.core.inference.run import segment_file
 
     torch.set_num_threads(threads)
-    predictor = Predictor(card, device="cpu")
+    predictor = Predictor(card, device="cpu", net=net)
     rows = []
     for name, img, msk in pair_files(images, masks).pairs:
         if name not in names:
