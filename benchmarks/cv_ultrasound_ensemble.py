@@ -20,8 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cv_ultrasound_lesion import FOLDS, as_int8, busi_folds, measure, summary  # noqa: E402
-from us_lesion_card import BREAST  # noqa: E402
+from cv_ultrasound_lesion import FOLDS, busi_folds, measure, summary  # noqa: E402
+from us_lesion_card import breast_gate_off  # noqa: E402
 
 
 def combined(card_paths: list[Path], name: str):
@@ -31,18 +31,6 @@ def combined(card_paths: list[Path], name: str):
 
     net, card = combine([ModelCard.read(p) for p in card_paths], name, "int8")
     return card, net
-
-
-def breast_figures(card, net) -> dict:
-    """BrEaST through `lesionseg evaluate`'s core with the combined network, gate off."""
-    from napari_lesionseg.core.evaluate import evaluate_folder, external_block
-    from napari_lesionseg.core.inference.engine import Predictor
-
-    ev = evaluate_folder(card, *BREAST, gate=False, predictor=Predictor(card, device="cpu", net=net))
-    block = external_block(ev, "BrEaST-Lesions-USG (another hospital), the 15 images in ../shared/data",
-                           "BrEaST, another hospital")
-    block["per_case"] = {c.name: round(c.dice, 4) for c in ev.cases if c.dice is not None}
-    return block
 
 
 def main(argv=None) -> int:
@@ -56,7 +44,6 @@ def main(argv=None) -> int:
 
     import torch
 
-    from napari_lesionseg.core.models.card import ModelCard
     from napari_lesionseg.core.training.config import TrainConfig
 
     torch.set_num_threads(args.threads)
@@ -77,9 +64,11 @@ def main(argv=None) -> int:
     results["cv_summary"] = summary([r for f in results["folds"].values() for r in f["rows"]])
     print("pooled over the held-out folds", json.dumps(results["cv_summary"]), flush=True)
     if args.final:
-        finals = [as_int8(ModelCard.read(res["final"]["card"]), work / "final") for res, work in runs]
-        card, net = combined([Path(c.path) for c in finals], "ultrasound-ensemble-final")
-        results["breast"] = breast_figures(card, net)
+        from napari_lesionseg.core.inference.engine import Predictor
+
+        # combine() rounds every member to int8 in memory: nothing is written next to the runs' models
+        card, net = combined([Path(res["final"]["card"]) for res, _ in runs], "ultrasound-ensemble-final")
+        results["breast"] = breast_gate_off(card, Predictor(card, device="cpu", net=net))
         print("BrEaST", results["breast"]["mean_dice"], "missed", results["breast"]["misses"], flush=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     return 0

@@ -72,23 +72,31 @@ def measured_card(final_card, gate: dict, work: Path):
     return ModelCard.read(card.path)
 
 
-def breast_block(card, threads: int) -> dict:
-    """BrEaST (another hospital; nothing was tuned on it), gate off (the default) and on."""
-    import torch
-
+def breast_gate_off(card, predictor=None) -> dict:
+    """BrEaST (another hospital; nothing was tuned on it) through `lesionseg evaluate`'s core, gate off, with the
+    Dice of every image. `predictor`: one holding a network already in memory (an ensemble of fold models)."""
     from napari_lesionseg.core.evaluate import evaluate_folder, external_block
 
-    torch.set_num_threads(threads)
-    off = evaluate_folder(card, *BREAST, gate=False)
-    on = evaluate_folder(card, *BREAST, gate=True)
+    off = evaluate_folder(card, *BREAST, gate=False, predictor=predictor)
     block = external_block(off, "BrEaST-Lesions-USG (Pawlowska et al., Sci Data 2024; another hospital), the 15 "
                                 "images in ../shared/data", "BrEaST, another hospital")
-    s = on.summary
+    block["per_case"] = {c.name: round(c.dice, 4) for c in off.cases if c.dice is not None}
+    block["note"] = "No normal images in this set: no false-positive rate."
+    return block
+
+
+def breast_block(card, threads: int) -> dict:
+    """BrEaST, gate off (the default) and on."""
+    import torch
+
+    from napari_lesionseg.core.evaluate import evaluate_folder
+
+    torch.set_num_threads(threads)
+    block = breast_gate_off(card)
+    s = evaluate_folder(card, *BREAST, gate=True).summary
     block["gate"] = {"lesion_images_gated": s.get("gate", {}).get("suppressed_lesion", 0),
                      "with_gate": {k: (round(s[k], 4) if isinstance(s[k], float) else s[k])
                                    for k in ("mean_dice", "median_dice", "misses") if k in s}}
-    block["per_case"] = {c.name: round(c.dice, 4) for c in off.cases if c.dice is not None}
-    block["note"] = "No normal images in this set: no false-positive rate."
     return block
 
 
