@@ -7,7 +7,7 @@ four folds (no validation split, no early stopping: nothing is chosen on the hel
 int8 as they would ship, and measures every held-out image (lesion and normal) through `lesionseg predict`'s path
 (`core.inference.run.segment_file` + `core.evaluate.case_metrics`, as `lesionseg evaluate`), gate off. Per image it
 keeps Dice, misses, predicted area, and the largest probability (for mask-aware gate rules). With --final the recipe
-then trains once on all 577 images. --card-into then publishes that model as `ultrasound-lesion` (int8) with the
+then trains once on all 577 images; --breast measures that model on BrEaST (another hospital). --card-into then publishes that model as `ultrasound-lesion` (int8) with the
 cross-validated figures, its BrEaST figure (another hospital) and the cross-validated gate (--gate-cv, from
 benchmarks/us_gate_cv.py) on its card.
 
@@ -109,6 +109,8 @@ def main(argv=None) -> int:
     ap.add_argument("--gate-cv", help="benchmarks/us_gate_cv.py --out (the gate rule and its held-out figures)")
     ap.add_argument("--gate-on-by-default", action="store_true")
     ap.add_argument("--gate-why", default="", help="the held-out figures that decided on_by_default, for the card")
+    ap.add_argument("--breast", action="store_true",
+                    help="after the final model: measure it (int8) on BrEaST, gate off, into the results")
     args = ap.parse_args(argv)
 
     from napari_lesionseg.core.training.data import load_sources
@@ -150,7 +152,22 @@ def main(argv=None) -> int:
     print("cross-validated", json.dumps(results["cv_summary"]), flush=True)
 
     train_final(args, results, save, cases, recipe, work, max_minutes=recipe.max_minutes)
+    if args.breast and "final" in results and "breast" not in results:
+        results["breast"] = final_on_breast(results)
+        save()
+        print("BrEaST", results["breast"]["mean_dice"], "missed", results["breast"]["misses"], flush=True)
     return 0
+
+
+def final_on_breast(results: dict) -> dict:
+    """The final model of a candidate recipe, int8 as it would ship, on the second hospital (gate off): the figure
+    its rule compares with the shipped model's, without publishing anything."""
+    from us_lesion_card import breast_gate_off
+
+    from napari_lesionseg.core.models.card import ModelCard
+
+    final = Path(results["final"]["card"])
+    return breast_gate_off(as_int8(ModelCard.read(final), final.parent))
 
 
 if __name__ == "__main__":
