@@ -227,6 +227,13 @@ def _huge_nifti(path: Path) -> Path:
     return path
 
 
+def test_pre_contrast_subtraction_is_refused_for_a_model_of_another_modality(work, capsys):
+    """--pre turns the input into a DCE-MRI subtraction: with an ultrasound model that is a mistake, said as one."""
+    line = refused(["predict", "--model", "ultrasound-lesion", "--input", "scan.png", "--pre", "scan_hardlink.png",
+                    "--output", "out.png"], work, capsys, "--pre makes a DCE-MRI subtraction")
+    assert "ultrasound-lesion was trained on ultrasound" in line
+
+
 @pytest.mark.parametrize("argv", [
     ["measure", "--mask", "huge.nii"],
     ["lines-to-masks", "--image", "huge.nii", "--annotations", "lines.csv", "--output", "m.nii.gz"],

@@ -127,6 +127,9 @@ def run(args) -> int:
     files = _cohort_files(src) if is_cohort else []
     check_paths(args, src, pre, files)  # every output, before the model is even loaded
     card = default_registry().get(args.model)
+    if pre is not None and card.modality != "mri" and not args.force:
+        raise LesionSegError(f"--pre makes a DCE-MRI subtraction (post − pre); {card.name} was trained on "
+                             f"{card.modality}. Leave out --pre, or choose an MRI model (--force runs it anyway).")
     predictor = _LazyPredictor(card, device=_rank_device(args.device), batch_size=args.batch_size,
                                notice=lambda m: print(f"lesionseg: {m}", file=sys.stderr))
     if is_cohort:
