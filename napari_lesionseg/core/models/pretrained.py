@@ -47,7 +47,7 @@ def _efficientnet_lite(k: int) -> PretrainedSource:
     )
 
 
-SOURCES = {s.name: s for s in (_efficientnet_lite(0), _efficientnet_lite(1))}
+SOURCES = {s.name: s for s in (_efficientnet_lite(0), _efficientnet_lite(1), _efficientnet_lite(2))}
 
 
 def weights_file(source: PretrainedSource) -> str:
