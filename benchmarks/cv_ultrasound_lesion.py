@@ -7,9 +7,9 @@ four folds (no validation split, no early stopping: nothing is chosen on the hel
 int8 as they would ship, and measures every held-out image (lesion and normal) through `lesionseg predict`'s path
 (`core.inference.run.segment_file` + `core.evaluate.case_metrics`, as `lesionseg evaluate`), gate off. Per image it
 keeps Dice, misses, predicted area, and the largest probability (for mask-aware gate rules). With --final the recipe
-then trains once on all 577 images; --breast measures that model on BrEaST (another hospital). --card-into then publishes that model as `ultrasound-lesion` (int8) with the
-cross-validated figures, its BrEaST figure (another hospital) and the cross-validated gate (--gate-cv, from
-benchmarks/us_gate_cv.py) on its card.
+then trains once on all 577 images; --breast measures that model (int8, gate off) on BrEaST (another hospital).
+--card-into then publishes that model as `ultrasound-lesion` (int8) with the cross-validated figures, its BrEaST
+figures with the gate off and on, and the cross-validated gate (--gate-cv, from benchmarks/us_gate_cv.py) on its card.
 
     cd <repo> && OMP_NUM_THREADS=1 nice -n 5 python benchmarks/cv_ultrasound_lesion.py \\
         --recipe models/ultrasound-lesion-single.yaml --out /tmp/uscv.json --work /tmp/uscv --final

@@ -85,14 +85,15 @@ def breast_gate_off(card, predictor=None) -> dict:
     return block
 
 
-def breast_block(card, threads: int) -> dict:
-    """BrEaST, gate off (the default) and on."""
+def breast_block(card, threads: int, gate_off: dict | None = None) -> dict:
+    """BrEaST, gate off (the default) and on. `gate_off`: that half already measured on the same int8 weights
+    (`cv_ultrasound_lesion.py --breast`), kept rather than measured again."""
     import torch
 
     from napari_lesionseg.core.evaluate import evaluate_folder
 
     torch.set_num_threads(threads)
-    block = breast_gate_off(card)
+    block = dict(gate_off) if gate_off else breast_gate_off(card)
     s = evaluate_folder(card, *BREAST, gate=True).summary
     block["gate"] = {"lesion_images_gated": s.get("gate", {}).get("suppressed_lesion", 0),
                      "with_gate": {k: (round(s[k], 4) if isinstance(s[k], float) else s[k])
@@ -128,8 +129,8 @@ def write_card(results: dict, gate_cv: dict, recipe, models_dir: Path, work: Pat
 
     final = ModelCard.read(results["final"]["card"])
     card = measured_card(final, gate, work / "final")
-    if "breast" not in results:
-        results["breast"] = breast_block(card, threads)
+    if "gate" not in results.get("breast", {}):  # absent, or only the gate-off half from --breast
+        results["breast"] = breast_block(card, threads, results.get("breast"))
     if "training_images" not in results:
         results["training_images"] = training_images_figures(card, recipe, threads)
     cv = cv_block(results)
