@@ -146,7 +146,7 @@ def write_card(results: dict, gate_cv: dict, recipe, models_dir: Path, work: Pat
                                     "none: no gate; p_normal: the shipped rule at each fold's own threshold; mask: "
                                     "P(normal) > t1 or the largest lesion probability < t2, chosen on the other "
                                     "four folds (nested). Not used: it lost twice the lesions of p_normal."}},
-         "n_train_cases": final.metrics.get("n_train_cases"), "epochs_trained": results["final"]["epochs"],
+         "n_train_cases": final.metrics.get("n_train_cases") or results["final"].get("n_train"), "epochs_trained": results["final"]["epochs"],
          "kept_epoch": results["final"]["kept_epoch"], "training_minutes": results["final"]["minutes"],
          **train_fig,
          "selection_split": {"keys": list(train_fig), "note": "Measured on the 577 BUSI images the model trained on: "
@@ -155,11 +155,25 @@ def write_card(results: dict, gate_cv: dict, recipe, models_dir: Path, work: Pat
     d = card.to_dict()
     name = "ultrasound-lesion"
     d.update(name=name, weights=f"{name}.safetensors", metrics=m, recipe=results["recipe"],
-             notes=card_notes(cv, results["breast"], results["final"]) + " " + gate_sentence(gate_cv, gate))
+             notes=card_notes(cv, results["breast"], results["final"], card) + " " + gate_sentence(gate_cv, gate))
     return publish_card(d, card.weights_path, models_dir)
 
 
-def card_notes(cv: dict, breast: dict, final: dict) -> str:
+def network_sentence(final: dict, card) -> str:
+    """What the shipped network is and how it was trained (one U-Net, or an ensemble of the runs' final models)."""
+    side = card.patch_size[0]
+    members = int(card.members or 1)
+    if members == 1:
+        return (f"One U-Net with an ImageNet-pretrained EfficientNet-Lite1 encoder (4.5 M parameters, {side} px input), "
+                f"trained on all 577 BUSI images for a fixed {final['epochs']} epochs ({final['minutes']:.0f} min on "
+                "one CPU thread, bf16)")
+    return (f"An ensemble of {members} U-Nets (probabilities averaged), each with an ImageNet-pretrained "
+            f"EfficientNet-Lite1 encoder (4.5 M parameters, {side} px input) and its own seed, each trained on all "
+            f"577 BUSI images for a fixed {final['epochs']} epochs ({final['minutes']:.0f} min in all on one CPU "
+            "thread, bf16); the cross-validation measures the same ensemble of fold models")
+
+
+def card_notes(cv: dict, breast: dict, final: dict, card) -> str:
     b, mal = cv["per_class"]["benign"], cv["per_class"]["malignant"]
     return (f"WHAT TO EXPECT. 5-fold cross-validation over BUSI duplicate groups (each image measured by the model "
             f"that never saw its group; the recipe's fixed schedule, nothing chosen on held-out images): mean Dice "
@@ -169,10 +183,9 @@ def card_notes(cv: dict, breast: dict, final: dict) -> str:
             f"{cv['misses']} lesions missed (Dice < 0.1); a false region on {cv['fp_images']} of "
             f"{cv['n_lesion_free']} normal images without the gate. On BrEaST-Lesions-USG (another hospital, 15 "
             f"lesions) mean Dice {breast['mean_dice']:.3f} (95% CI {breast['ci95_mean_dice'][0]:.2f}-"
-            f"{breast['ci95_mean_dice'][1]:.2f}), {breast['misses']} missed. One U-Net with an ImageNet-pretrained "
-            f"EfficientNet-Lite1 encoder (4.5 M parameters), trained on all 577 BUSI images for a fixed "
-            f"{final['epochs']} epochs ({final['minutes']:.0f} min on one CPU thread, bf16); weights stored as int8 "
-            "per output channel (the figures are the int8 models'). Horizontal-flip test-time averaging. "
+            f"{breast['ci95_mean_dice'][1]:.2f}), {breast['misses']} missed. {network_sentence(final, card)}; "
+            "weights stored as int8 per output channel (the figures are the int8 models'). Horizontal-flip "
+            "test-time averaging. "
             "Fine-tune on your own corrected cases before relying on it.")
 
 
