@@ -105,12 +105,11 @@ def main(argv=None) -> int:
 
 def publish(args, results: dict, save, recipe) -> int:
     """--card-into: the kept final ensemble as `ultrasound-lesion`, with the cross-validated figures and gate."""
-    if "final" not in results or len(results["folds"]) < FOLDS or not args.gate_cv:
-        raise SystemExit("needs a finished run with --final --work in --out, and --gate-cv")
+    if "final" not in results or len(results["folds"]) < FOLDS or not args.gate_cv or not args.work:
+        raise SystemExit("needs a finished run with --final --work in --out, and --gate-cv and that --work")
     gate_cv = json.loads(Path(args.gate_cv).read_text())
     gate, gate_note = gate_field(gate_cv, args.gate_on_by_default, args.gate_why)
-    path = write_card(results, gate_cv, recipe, Path(args.card_into), Path(args.work or "."), args.threads, gate,
-                      gate_note)
+    path = write_card(results, gate_cv, recipe, Path(args.card_into), Path(args.work), args.threads, gate, gate_note)
     save()
     print("published", path)
     return 0

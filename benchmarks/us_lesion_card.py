@@ -146,7 +146,8 @@ def write_card(results: dict, gate_cv: dict, recipe, models_dir: Path, work: Pat
                                     "none: no gate; p_normal: the shipped rule at each fold's own threshold; mask: "
                                     "P(normal) > t1 or the largest lesion probability < t2, chosen on the other "
                                     "four folds (nested). Not used: it lost twice the lesions of p_normal."}},
-         "n_train_cases": final.metrics.get("n_train_cases") or results["final"].get("n_train"), "epochs_trained": results["final"]["epochs"],
+         "n_train_cases": final.metrics.get("n_train_cases") or results["final"].get("n_train"),
+         "epochs_trained": results["final"]["epochs"],
          "kept_epoch": results["final"]["kept_epoch"], "training_minutes": results["final"]["minutes"],
          **train_fig,
          "selection_split": {"keys": list(train_fig), "note": "Measured on the 577 BUSI images the model trained on: "
