@@ -161,17 +161,16 @@ def write_card(results: dict, gate_cv: dict, recipe, models_dir: Path, work: Pat
 
 
 def network_sentence(final: dict, card) -> str:
-    """What the shipped network is and how it was trained (one U-Net, or an ensemble of the runs' final models)."""
-    side = card.patch_size[0]
+    """What the shipped network is and how it was trained (one U-Net, or an ensemble of the runs' final models).
+    The precision is not said: the run does not record it (bf16 only on CPUs that have it natively)."""
     members = int(card.members or 1)
+    unet = (f"an ImageNet-pretrained EfficientNet-Lite1 encoder (4.5 M parameters, {card.patch_size[0]} px input)")
+    schedule = f"all 577 BUSI images for a fixed {final['epochs']} epochs ({final['minutes']:.0f} min"
     if members == 1:
-        return (f"One U-Net with an ImageNet-pretrained EfficientNet-Lite1 encoder (4.5 M parameters, {side} px input), "
-                f"trained on all 577 BUSI images for a fixed {final['epochs']} epochs ({final['minutes']:.0f} min on "
-                "one CPU thread, bf16)")
-    return (f"An ensemble of {members} U-Nets (probabilities averaged), each with an ImageNet-pretrained "
-            f"EfficientNet-Lite1 encoder (4.5 M parameters, {side} px input) and its own seed, each trained on all "
-            f"577 BUSI images for a fixed {final['epochs']} epochs ({final['minutes']:.0f} min in all on one CPU "
-            "thread, bf16); the cross-validation measures the same ensemble of fold models")
+        return f"One U-Net with {unet}, trained on {schedule} on one CPU thread)"
+    return (f"An ensemble of {members} U-Nets (probabilities averaged), each with {unet} and its own seed, each "
+            f"trained on {schedule} in all on one CPU thread); the cross-validation measures the same ensemble of "
+            "fold models")
 
 
 def card_notes(cv: dict, breast: dict, final: dict, card) -> str:
