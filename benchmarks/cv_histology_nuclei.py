@@ -100,6 +100,21 @@ def _raw(results: dict, kind: str) -> str:
     return f"{d.mean():.3f} ± {d.std(ddof=1):.3f}"
 
 
+def _schedule(cfg, results: dict) -> str:
+    """'120-epoch schedule' when the final run trained the recipe's epochs, else its time budget."""
+    if results["final"]["epochs"] == cfg.epochs:
+        return f"{cfg.epochs}-epoch schedule"
+    return f"{cfg.max_minutes:g}-minute schedule"
+
+
+def _views(cfg) -> str:
+    """What each window's prediction averages, in words for the card."""
+    flips = {"hflip": "mirror", "vflip": "upside-down"}
+    if not cfg.tta:
+        return "one pass per window"
+    return "each window averaged with its " + " and ".join(f"{flips[t]} image" for t in cfg.tta)
+
+
 def _start(cfg) -> str:
     """How the encoder started, for the card's notes."""
     if cfg.encoder_init:
@@ -114,14 +129,15 @@ def write_card(results: dict, recipe_path: str, sources: list[dict], models_dir:
     from napari_lesionseg.core.models.card import ModelCard
     from napari_lesionseg.core.training.config import TrainConfig
 
+    cfg = TrainConfig.from_file(recipe_path)
     final = ModelCard.read(results["final"]["card"])
+    final.tta = list(cfg.tta)  # as the recipe publishes it (a final model trained before the recipe had flips)
     if "training_tiles" not in results:
         every_tile = {t for f in results["folds"].values() for t in f["held_out"]}
         rows = measure(final, sources, every_tile, threads)
         results["training_tiles"] = {"tiles": rows, "summary": summary(rows)}
     train_fig = results["training_tiles"]["summary"]
     cv = results["cv_summary"]
-    cfg = TrainConfig.from_file(recipe_path)
     name = cfg.name  # publish_model named it e.g. histology-nuclei-2 beside the old
     m = {"val_dice": train_fig["all"]["mean_dice"], "n_val_lesion": train_fig["all"]["n_tiles"],
          "val_dice_breast": train_fig["breast"]["mean_dice"],
@@ -140,10 +156,10 @@ def write_card(results: dict, recipe_path: str, sources: list[dict], models_dir:
                      "3-fold cross-validation of the same recipe."}}
     card = final.to_dict()
     card.update(name=name, metrics=m, recipe="models/histology-nuclei.yaml", weights=f"{name}.safetensors",
-                training_data=cfg.training_data, licence=cfg.licence,  # the recipe's words, as it now reads
+                tta=list(cfg.tta), training_data=cfg.training_data, licence=cfg.licence,  # the recipe's words, as it now reads
                 notes=f"Cross-validated (3 folds over tiles, each holding out 2 breast and 4 other-organ tiles, "
-                      f"the recipe's fixed {cfg.max_minutes:g}-minute schedule on one "
-                      f"thread, nothing chosen on held-out tiles): nucleus Dice {_raw(results, BREAST)} (SD over "
+                      f"the recipe's fixed {_schedule(cfg, results)} on one thread, {_views(cfg)}, nothing chosen "
+                      f"on held-out tiles): nucleus Dice {_raw(results, BREAST)} (SD over "
                       f"{cv[BREAST]['n_tiles']} breast tiles) and {_raw(results, OTHER)} ({cv[OTHER]['n_tiles']} tiles "
                       "of lung, kidney, colon, prostate, bladder). The shipped weights trained on all "
                       f"{cv['all']['n_tiles']} tiles, so no unseen tile is left in ../shared/data: these figures are "

@@ -120,3 +120,20 @@ def test_hed_jitter_changes_stain_not_the_mask_and_stays_in_range():
     assert xa.min() >= -1 and xa.max() <= 1
     shift = (xa - x).abs().mean(dim=(2, 3))  # per image and channel
     assert (shift.mean(1) > 0.005).all() and (shift.mean(1) < 0.3).all()
+
+
+def test_hed_sigma_sets_how_far_the_stains_move_and_is_checked():
+    """A recipe's `hed_sigma` reaches the augmentation: 0.2 moves the colours further than the default 0.05, and a
+    value outside [0, 0.5] is refused with the option's name."""
+    rng = np.random.default_rng(1)
+    rgb = np.stack([blob_image(rng, shape=(32, 32), n_blobs=1, rgb=True)[0] for _ in range(16)])
+    x = torch.from_numpy(rgb.transpose(0, 3, 1, 2).astype(np.float32) / 255 * 2 - 1)
+    y = torch.zeros(16, 32, 32, dtype=torch.int64)
+    moved = {}
+    for sigma in (0.05, 0.2):
+        xa, _ = augment_batch(x.clone(), y.clone(), ["hed"], torch.Generator().manual_seed(0), hed_sigma=sigma)
+        moved[sigma] = float((xa - x).abs().mean())
+    assert moved[0.2] > 2 * moved[0.05]
+    assert TrainConfig.from_file(REPO / "models/histology-nuclei-e120-hed02.yaml").hed_sigma == 0.2
+    with pytest.raises(LesionSegError, match="hed_sigma"):
+        TrainConfig(name="n", modality="histology", images="i", masks="m", hed_sigma=0.9)

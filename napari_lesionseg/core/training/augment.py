@@ -31,8 +31,10 @@ def hed_jitter(x: torch.Tensor, gen: torch.Generator, sigma: float = HED_SIGMA) 
     return rgb.clamp(0, 1) * 2 - 1
 
 
-def augment_batch(x: torch.Tensor, y: torch.Tensor, kinds: list[str], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """x (N, C, H, W) float, y (N, H, W) long → augmented copies; the mask follows every geometric change."""
+def augment_batch(x: torch.Tensor, y: torch.Tensor, kinds: list[str], gen: torch.Generator,
+                  hed_sigma: float = HED_SIGMA) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (N, C, H, W) float, y (N, H, W) long → augmented copies; the mask follows every geometric change.
+    `hed_sigma`: how far `hed` moves the stain amounts (±σ scale and shift)."""
     n = x.shape[0]
     if "flip" in kinds:
         f = torch.rand(n, generator=gen) < 0.5
@@ -84,7 +86,7 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, kinds: list[str], gen: torch
         x01 = x01 * (1 + f * (g - 1))
         x = x01.clamp(0, 1) * 2 - 1
     if "hed" in kinds and x.shape[1] == 3:
-        x = hed_jitter(x, gen)
+        x = hed_jitter(x, gen, hed_sigma)
     if "stain" in kinds and x.shape[1] == 3:
         # H&E staining varies between labs: jitter each colour channel's scale and offset a little.
         s = 1 + (torch.rand(n, 3, 1, 1, generator=gen) * 2 - 1) * 0.08

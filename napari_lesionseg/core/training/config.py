@@ -128,6 +128,8 @@ class TrainConfig:
     """flip, rot90, affine (rotation/scale/shift), intensity (gamma, contrast, noise), stain (per-channel colour
     jitter), hed (H&E stain amounts in optical density), speckle (multiplicative noise), resolution (blur by down-
     and up-sampling): the last two mimic other scanners."""
+    hed_sigma: float = 0.05
+    """How far `hed` moves each stain: its amount scaled by 1 ± σ and shifted by ± σ in optical density."""
     samples_per_epoch: int | None = None
     """Patches per epoch; default one per training image (set it for a few large images, e.g. histology tiles)."""
     positive_fraction: float = 0.6
@@ -184,6 +186,8 @@ class TrainConfig:
             problems.append(f"hard_pixel_fraction must lie in [0, 0.5], not {self.hard_pixel_fraction!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             problems.append(f"ema_decay must lie in [0, 1), not {self.ema_decay!r}")
+        if not 0.0 <= self.hed_sigma <= 0.5:
+            problems.append(f"hed_sigma must lie in [0, 0.5], not {self.hed_sigma!r}")
         problems += source_problems(self)
         if problems:
             raise LesionSegError("Training options not understood: " + "; ".join(problems) + ".")

@@ -382,7 +382,7 @@ class Trainer:
             yb = np.stack([p[1] for p in pairs])
         x = torch.from_numpy(xb.astype(np.float32))
         y = torch.from_numpy(yb.astype(np.int64))
-        x, y = augment_batch(x, y, self.cfg.augment, self.gen)
+        x, y = augment_batch(x, y, self.cfg.augment, self.gen, self.cfg.hed_sigma)
         x, y = x.to(self.device), y.to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
