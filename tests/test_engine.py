@@ -399,6 +399,20 @@ def test_test_time_flips_average_the_flipped_predictions():
     assert p.calls == 1  # one batch (two passes inside it)
 
 
+def test_flips_off_gives_one_plain_pass_of_a_flipping_model():
+    """Predictor(flips=False), behind `lesionseg predict --no-flips` and the dock's checkbox: the plain prediction."""
+    card = _card("gray", fit="resize", patch=(32, 32))
+    card.normalisation = {"kind": "range", "max": 255.0}
+    net = _fcn(1, 1, seed=3)
+    img = np.random.default_rng(1).integers(0, 255, (40, 48)).astype(np.uint8)
+    plain = Predictor(card, device="cpu", net=net).predict_image(img)
+    card.tta = ["hflip", "vflip"]
+    flipped = Predictor(card, device="cpu", net=net).predict_image(img)
+    one_pass = Predictor(card, device="cpu", net=net, flips=False).predict_image(img)
+    assert not np.allclose(flipped, plain, atol=1e-3)
+    np.testing.assert_allclose(one_pass, plain, atol=1e-6)
+
+
 def test_unknown_test_time_augmentation_is_a_clear_error():
     card = _card("gray", fit="resize", patch=(32, 32))
     card.tta = ["rotate17"]

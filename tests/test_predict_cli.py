@@ -85,6 +85,26 @@ def test_monuseg_tiff(tmp_path, tmp_path_factory, _user_model_dir):
     assert set(np.unique(mask)) <= {0, 255}
 
 
+def test_no_flips_runs_one_pass_of_a_flipping_model(tmp_path, tmp_path_factory, _user_model_dir):
+    """`--no-flips` on a model whose card averages flips gives exactly the one-pass probabilities (the same
+    network without flips on its card), and without it the flipped ones differ."""
+    from tiny_models import blob_image, with_flips
+
+    plain = _install("rgb2d", tmp_path_factory, _user_model_dir)
+    flips = default_registry().get(with_flips(_user_model_dir / f"{plain}.json", _user_model_dir)).name
+    img, _ = blob_image(np.random.default_rng(5), (96, 80), rgb=True)
+    src = tmp_path / "he.png"
+    iio.imwrite(src, img)
+    probs = {}
+    for tag, model, extra in (("plain", plain, []), ("flips", flips, []), ("no-flips", flips, ["--no-flips"])):
+        prob = tmp_path / f"{tag}.tif"
+        assert main(["predict", "--model", model, "--input", str(src), "--output", str(tmp_path / f"{tag}.png"),
+                     "--probabilities", str(prob), *extra]) == 0
+        probs[tag] = iio.imread(prob)
+    np.testing.assert_allclose(probs["no-flips"], probs["plain"], atol=1e-6)
+    assert np.abs(probs["flips"] - probs["plain"]).max() > 1e-4
+
+
 @pytest.fixture(scope="module")
 def duke_crop(tmp_path_factory) -> Path:
     """A 64 × 64 × 16 crop of Duke post1.nii.gz around the tumour, with the affine moved to the crop's corner."""

@@ -255,6 +255,30 @@ def test_whole_slide_is_segmented_lazily(make_napari_viewer, qtbot, tmp_path, hi
     assert int(np.asarray(seg.labels_layer.data).sum()) < before
 
 
+def test_flips_checkbox_shows_for_a_flipping_model_and_unticked_runs_one_pass(make_napari_viewer, qtbot,
+                                                                               histology_model, _user_model_dir):
+    """A model whose card averages test-time flips shows the checkbox (ticked, as its figures were measured);
+    unticked, Segment runs the one-pass predictor (the same as `lesionseg predict --no-flips`)."""
+    from tiny_models import blob_image, with_flips
+
+    flips = default_registry().get(with_flips(_user_model_dir / f"{histology_model}.json", _user_model_dir)).name
+    viewer = make_napari_viewer()
+    img, _ = blob_image(np.random.default_rng(2), (96, 96), rgb=True)
+    viewer.add_image(img, rgb=True, name="he")
+    dock = _open_dock(viewer)
+    dock.model_combo.setCurrentText(histology_model)
+    assert not dock.flips_box.isVisibleTo(dock)
+    dock.model_combo.setCurrentText(flips)
+    assert dock.flips_box.isVisibleTo(dock) and dock.flips_box.isChecked()
+    assert "3×" in dock.flips_box.toolTip()
+    dock.flips_box.setChecked(False)
+    dock.segment_btn.click()
+    _wait(qtbot, dock)
+    assert dock.result is not None
+    used = [p for (name, _device, _flips), p in dock._predictors.items() if name == flips]
+    assert len(used) == 1 and used[0]._flips == []
+
+
 def test_tile_model_resamples_to_its_training_pixel_size(tmp_path_factory, histology_model):
     """An image at twice the model's pixel size is upsampled for the model and the result comes back at the
     image's own size, lesions in place."""

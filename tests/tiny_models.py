@@ -81,6 +81,18 @@ def tiny_model(kind: str, cache_dir: Path, install_into: Path | None = None) -> 
     return install_into / card.name
 
 
+def with_flips(card_path: Path, install_into: Path) -> Path:
+    """The same tiny model under another name, its card asking for test-time flips (as `histology-nuclei`'s)."""
+    import json
+
+    card = json.loads(Path(card_path).read_text())
+    name = card["name"] + "-flips"
+    card.update(name=name, tta=["hflip", "vflip"], weights=f"{name}.safetensors")
+    shutil.copy2(Path(card_path).with_suffix(".safetensors"), install_into / card["weights"])
+    (install_into / f"{name}.json").write_text(json.dumps(card))
+    return install_into / f"{name}.json"
+
+
 
 def constant_classifier(out_dir: Path, p_normal: float) -> Path:
     """A classifier card whose network says P(normal) = p_normal for every image (last layer zero, its bias the

@@ -46,7 +46,7 @@ def run_dicomweb(args) -> int:
     check_outputs({"--model": model_files(args.model)}, {"--output": args.output})
     login = login_from_args(args)
     card = default_registry().get(args.model)
-    predictor = Predictor(card, device=args.device, batch_size=args.batch_size,
+    predictor = Predictor(card, device=args.device, batch_size=args.batch_size, flips=not args.no_flips,
                           notice=lambda m: print(f"lesionseg: {m}", file=sys.stderr))
     with closing(connect(login)) as client:
         series = pick_series(client, args.study, args.series)

@@ -99,6 +99,8 @@ class SegmentJob:
     """An earlier run on this volume with this model, whose layers the new slices fill."""
     stats: tuple | None = None
     """That run's normalisation statistics, so every slice of one volume is normalised alike."""
+    flips: bool = True
+    """Average the card's test-time flips (`Predictor(flips=...)`, `lesionseg predict --no-flips`)."""
     gate: bool = True
     """Let the model's image classifier empty the mask of a 2D image it calls lesion-free (`core.inference.gate`)."""
 
@@ -158,6 +160,9 @@ class SegmentDock(QWidget):
         form.addRow("", self.model_info)
         form.addRow("Device", self.device_combo)
         form.addRow("Scope", self.scope_combo)
+        self.flips_box = QCheckBox("Test-time flips")
+        self.flips_box.setChecked(True)
+        form.addRow("", self.flips_box)
         lay.addLayout(form)
         self.model_combo.currentTextChanged.connect(self._show_model_info)
         self.image_combo.currentTextChanged.connect(self._default_scope)
@@ -508,6 +513,7 @@ class SegmentDock(QWidget):
         except LesionSegError:
             card = None
         self.image_gate.set_model(card)
+        self._show_flips(card)
         if card is None:
             self.model_info.setText("No model available." if not name else "")
             return
@@ -520,6 +526,13 @@ class SegmentDock(QWidget):
             self.threshold_slider.setValue(int(round(card.threshold * 100)))
             self.threshold_label.setText(f"{card.threshold:.2f}")
             self.threshold_slider.blockSignals(False)
+
+    def _show_flips(self, card) -> None:
+        """The flips checkbox, for a model whose card averages flipped views (`tta`): unticked, one pass, faster."""
+        views = 1 + len(card.tta) if card is not None else 1
+        self.flips_box.setVisible(views > 1)
+        self.flips_box.setToolTip(f"Average each image or window with {views - 1} flipped copies, as the model's "
+                                  f"figures were measured; untick for one pass, about {views}× faster")
 
     def _default_scope(self, *_) -> None:
         layer = self.current_image()
@@ -536,14 +549,14 @@ class SegmentDock(QWidget):
         return layer is not None and any(_unwrap(l) is layer for l in self.viewer.layers)
 
     # -- segmentation ------------------------------------------------------------------------------------
-    def _predictor(self, name: str, device: str):
+    def _predictor(self, name: str, device: str, flips: bool = True):
         """The loaded model, cached; first called from the worker, so weights never load on the GUI thread."""
         from ..core.inference.engine import Predictor
 
-        key = (name, device)
+        key = (name, device, flips)
         if key not in self._predictors:
             card = self.registry.get(name)
-            self._predictors[key] = Predictor(card, device=device, notice=self.jobs.notice)
+            self._predictors[key] = Predictor(card, device=device, notice=self.jobs.notice, flips=flips)
         return self._predictors[key]
 
     # the running job, for callers and tests that look at it (see `_worker.DockJobs`)
@@ -600,7 +613,7 @@ class SegmentDock(QWidget):
         scan = scan_from_layer(layer)
         check_fit(card, scan, force=True)  # raises for what cannot work; its messages are said by the worker, once
         job = SegmentJob(card=card, model_name=model or card.name, device=device, scan=scan, scope=scope,
-                         layer_name=layer.name, gate=self.image_gate.enabled())
+                         layer_name=layer.name, gate=self.image_gate.enabled(), flips=self.flips_box.isChecked())
         if layer.ndim == 3:
             data = np.asarray(scan.data)
             if scope == "Current slice":
@@ -629,7 +642,7 @@ class SegmentDock(QWidget):
         """Runs in the worker thread: the core's `predict_scan` (or its slice form), as `lesionseg predict`."""
         from ..core.inference.run import predict_scan, predict_scan_slices
 
-        predictor = self._predictor(job.model_name, job.device)
+        predictor = self._predictor(job.model_name, job.device, job.flips)
         ctx = self.jobs.context
         common = dict(progress=ctx.progress, cancelled=ctx.cancelled, force=job.force, notice=ctx.notice)
         if job.indices is not None:
