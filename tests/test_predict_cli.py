@@ -103,6 +103,17 @@ def test_no_flips_runs_one_pass_of_a_flipping_model(tmp_path, tmp_path_factory, 
         probs[tag] = iio.imread(prob)
     np.testing.assert_allclose(probs["no-flips"], probs["plain"], atol=1e-6)
     assert np.abs(probs["flips"] - probs["plain"]).max() > 1e-4
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    iio.imwrite(tmp_path / "images" / "he.png", img)
+    iio.imwrite(tmp_path / "masks" / "he.png", ((probs["flips"] > 0.3) * 255).astype(np.uint8))
+    dice = {}
+    for tag, model, extra in (("plain", plain, []), ("no-flips", flips, ["--no-flips"])):
+        csv = tmp_path / f"{tag}.csv"
+        assert main(["evaluate", "--model", model, "--images", str(tmp_path / "images"), "--masks",
+                     str(tmp_path / "masks"), "--output", str(csv), *extra]) == 0
+        dice[tag] = csv.read_text().splitlines()[1]
+    assert dice["no-flips"] == dice["plain"]  # `evaluate --no-flips` measures the one-pass mode
 
 
 @pytest.fixture(scope="module")

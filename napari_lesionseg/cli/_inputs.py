@@ -29,6 +29,13 @@ def add_gate_option(parser) -> None:
     parser.add_argument("--gate", action=argparse.BooleanOptionalAction, default=None, help=GATE_HELP)
 
 
+def add_flips_option(parser) -> None:
+    parser.add_argument("--no-flips", action="store_true",
+                        help="one network pass per image or window instead of the model's test-time flips (its "
+                             "card's `tta`): faster by their number (3x for histology-nuclei), Dice slightly below "
+                             "the card's")
+
+
 def add_spacing_option(parser) -> None:
     parser.add_argument("--spacing", type=float, nargs="+", help=SPACING_HELP)
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import LesionSegError
-from ._inputs import add_gate_option
+from ._inputs import add_flips_option, add_gate_option
 
 
 def add_parser(sub) -> None:
@@ -29,6 +29,7 @@ def add_parser(sub) -> None:
     p.add_argument("--series", help="when an image folder holds several DICOM series: the one to use "
                                     "(its series number or part of its description)")
     add_gate_option(p)
+    add_flips_option(p)
     p.set_defaults(func=run)
 
 
@@ -51,7 +52,7 @@ def run(args) -> int:
 
     try:
         ev = evaluate_folder(args.model, args.images, args.masks, threshold=args.threshold, device=args.device,
-                             series=args.series, progress=progress, gate=args.gate)
+                             series=args.series, progress=progress, gate=args.gate, flips=not args.no_flips)
     finally:
         bar.close()
     for p in ev.images_without_mask:

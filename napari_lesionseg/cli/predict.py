@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import LesionSegError
-from ._inputs import add_gate_option, add_series_option, warn
+from ._inputs import add_flips_option, add_gate_option, add_series_option, warn
 
 
 def add_parser(sub) -> None:
@@ -31,9 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     p.add_argument("--probabilities", help="also write the probability map here (file, or folder for a cohort)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--no-flips", action="store_true",
-                   help="one network pass per image or window instead of the model's test-time flips (the card's "
-                        "`tta`): faster by their number (3x for histology-nuclei), slightly lower Dice than its card")
+    add_flips_option(p)
     p.add_argument("--output-format", default=None,
                    help="for folders: mask file extension (default .nii.gz for NIfTI/DICOM inputs, else .png); "
                         "'seg' writes DICOM SEG files (.dcm) for DICOM inputs")

@@ -193,10 +193,12 @@ class Evaluation:
 def evaluate_folder(model, images: str | Path, masks: str | Path, threshold: float | None = None,
                     device: str = "auto", series: str | None = None,
                     progress: Callable[[int, int, str], None] | None = None, predictor=None,
-                    only: Callable[[str], bool] | None = None, gate: bool | None = None) -> Evaluation:
+                    only: Callable[[str], bool] | None = None, gate: bool | None = None,
+                    flips: bool = True) -> Evaluation:
     """Run `model` (a name, a card path or a ModelCard) on every paired image and measure it against its mask;
     `only(case_name)` keeps a subset (e.g. one kind of image of a data set); `gate=False` measures the raw masks
-    of a model whose card has an image gate, `gate=True` the gated ones (None: the card's default)."""
+    of a model whose card has an image gate, `gate=True` the gated ones (None: the card's default); `flips=False`
+    one pass instead of the card's test-time flips (`lesionseg predict --no-flips`)."""
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise LesionSegError(f"The threshold must lie between 0 and 1 (got {threshold}).")
     pairing = pair_files(images, masks)
@@ -210,7 +212,7 @@ def evaluate_folder(model, images: str | Path, masks: str | Path, threshold: flo
         from .models.card import ModelCard
 
         card = model if isinstance(model, ModelCard) else default_registry().get(str(model))
-        predictor = Predictor(card, device=device)
+        predictor = Predictor(card, device=device, flips=flips)
     results = []
     for i, (name, img, msk) in enumerate(pairing.pairs):
         results.append(evaluate_pair(predictor, name, img, msk, threshold, series, gate))
