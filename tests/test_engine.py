@@ -383,13 +383,18 @@ def test_slide_tissue_is_found_on_an_overview_level_without_reading_the_full_lev
 
 # -- test-time flips ----------------------------------------------------------------------------------------
 
-def test_test_time_flips_average_the_flipped_predictions():
-    """A card with tta ["hflip"] gives the mean of the plain and the mirrored-back prediction, for every scope."""
+def _unflipped():
+    """A card without flips, an asymmetric network, an image, and the network's plain prediction of it."""
     card = _card("gray", fit="resize", patch=(32, 32))
     card.normalisation = {"kind": "range", "max": 255.0}
     net = _fcn(1, 1, seed=3)
     img = np.random.default_rng(1).integers(0, 255, (40, 48)).astype(np.uint8)
-    plain = Predictor(card, device="cpu", net=net).predict_image(img)
+    return card, net, img, Predictor(card, device="cpu", net=net).predict_image(img)
+
+
+def test_test_time_flips_average_the_flipped_predictions():
+    """A card with tta ["hflip"] gives the mean of the plain and the mirrored-back prediction, for every scope."""
+    card, net, img, plain = _unflipped()
     mirrored = Predictor(card, device="cpu", net=net).predict_image(img[:, ::-1].copy())[:, ::-1]
     card.tta = ["hflip"]
     p = Predictor(card, device="cpu", net=net)
@@ -401,11 +406,7 @@ def test_test_time_flips_average_the_flipped_predictions():
 
 def test_flips_off_gives_one_plain_pass_of_a_flipping_model():
     """Predictor(flips=False), behind `lesionseg predict --no-flips` and the dock's checkbox: the plain prediction."""
-    card = _card("gray", fit="resize", patch=(32, 32))
-    card.normalisation = {"kind": "range", "max": 255.0}
-    net = _fcn(1, 1, seed=3)
-    img = np.random.default_rng(1).integers(0, 255, (40, 48)).astype(np.uint8)
-    plain = Predictor(card, device="cpu", net=net).predict_image(img)
+    card, net, img, plain = _unflipped()
     card.tta = ["hflip", "vflip"]
     flipped = Predictor(card, device="cpu", net=net).predict_image(img)
     one_pass = Predictor(card, device="cpu", net=net, flips=False).predict_image(img)
