@@ -50,5 +50,6 @@ def test_the_recipe_builds_the_shipped_network_and_names_its_starting_weights():
     cfg = TrainConfig.from_file(REPO / card.recipe)
     assert (card.architecture, card.encoder, card.in_channels) == (cfg.architecture, cfg.encoder, 3)
     assert card.pretrained_encoder == cfg.encoder_init == "efficientnet-lite0-imagenet"
+    assert card.tta == cfg.tta  # the flips its cross-validated figures were measured with
     assert "ImageNet" in card.training_data and "ImageNet" in card.notes and "from scratch" not in card.notes
     load_weights_into(build_network(card_for(cfg)), load_state(card.weights_path), "recipe network")
