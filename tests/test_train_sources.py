@@ -134,6 +134,6 @@ def test_hed_sigma_sets_how_far_the_stains_move_and_is_checked():
         xa, _ = augment_batch(x.clone(), y.clone(), ["hed"], torch.Generator().manual_seed(0), hed_sigma=sigma)
         moved[sigma] = float((xa - x).abs().mean())
     assert moved[0.2] > 2 * moved[0.05]
-    assert TrainConfig.from_file(REPO / "models/histology-nuclei-e120-hed02.yaml").hed_sigma == 0.2
+    assert TrainConfig.from_file(REPO / "models/histology-nuclei.yaml").hed_sigma == 0.2
     with pytest.raises(LesionSegError, match="hed_sigma"):
         TrainConfig(name="n", modality="histology", images="i", masks="m", hed_sigma=0.9)
