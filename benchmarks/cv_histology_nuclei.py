@@ -156,7 +156,8 @@ def write_card(results: dict, recipe_path: str, sources: list[dict], models_dir:
                      "3-fold cross-validation of the same recipe."}}
     card = final.to_dict()
     card.update(name=name, metrics=m, recipe="models/histology-nuclei.yaml", weights=f"{name}.safetensors",
-                tta=list(cfg.tta), training_data=cfg.training_data, licence=cfg.licence,  # the recipe's words, as it now reads
+                tta=list(cfg.tta),  # the flips the fold models were measured with
+                training_data=cfg.training_data, licence=cfg.licence,  # the recipe's words, as it now reads
                 notes=f"Cross-validated (3 folds over tiles, each holding out 2 breast and 4 other-organ tiles, "
                       f"the recipe's fixed {_schedule(cfg, results)} on one thread, {_views(cfg)}, nothing chosen "
                       f"on held-out tiles): nucleus Dice {_raw(results, BREAST)} (SD over "
