@@ -9,7 +9,7 @@ def _row(name, n_mass, hits):
     return {"name": name, "source": "mias", "n_mass": n_mass, "hits": hits, "fps": [0] * 19}
 
 
-def test_a_mass_counts_as_found_only_at_its_folds_threshold(tmp_path):
+def test_a_mass_counts_as_found_only_at_its_folds_threshold():
     found_until_0_5 = [1] * 10 + [0] * 9  # grid 0.05 … 0.95: found at 0.5 and below
     results = {"folds": {
         "fold1": {"threshold": 0.5, "rows": [{**_row("mdb001", 1, found_until_0_5), "t": 0.5},
