@@ -2,7 +2,9 @@
 
 mini-MIAS has no outlines, so a disk is the only mask there is (and the model card says so). Images without a mass
 (normal, calcifications, distortions, asymmetries) get empty masks. `cases.json` groups the left/right pair of one
-woman (mdb001/mdb002, …), so validation never sees the other breast of a training case.
+woman (mdb001/mdb002, …), so validation never sees the other breast of a training case; its "tags" are the
+image's background tissue (F fatty, G glandular, D dense) and MIAS classes (CIRC, SPIC, MISC, NORM, …), for a
+recipe's `tag_weights`.
 
     .venv/bin/python scripts/make_mias_masks.py ../shared/data/mammography/mias /tmp/mias_masses
 """
@@ -28,10 +30,12 @@ def main(src: str, out: str) -> None:
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     circles: dict[str, list[Circle]] = {}
     classes: dict[str, set] = {}
+    background: dict[str, str] = {}
     with open(src_dir / "annotations.csv", newline="") as f:
         for row in csv.DictReader(f):
             name = row["image"].removesuffix(".png")
             classes.setdefault(name, set()).add(row["cls"])
+            background[name] = row["background"]
             if row["cls"] in MASS_CLASSES and row["radius"]:
                 circles.setdefault(name, []).append(Circle(row=float(row["row"]), col=float(row["col"]),
                                                            radius=float(row["radius"])))
@@ -46,7 +50,9 @@ def main(src: str, out: str) -> None:
         iio.imwrite(out_dir / "masks" / p.name, mask)
         number = int(name[3:])
         cls = "mass" if name in circles else ("normal" if classes.get(name) == {"NORM"} else "other")
-        cases.append({"name": name, "cls": cls, "group": f"woman_{(number + 1) // 2:03d}"})
+        tags = [background[name]] if background.get(name) else []
+        cases.append({"name": name, "cls": cls, "group": f"woman_{(number + 1) // 2:03d}",
+                      "tags": tags + sorted(classes.get(name, ()))})
     (out_dir / "cases.json").write_text(json.dumps(cases, indent=1))
     print(f"{len(cases)} images, {sum(c['cls'] == 'mass' for c in cases)} with masses -> {out_dir}")
 

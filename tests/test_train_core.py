@@ -89,6 +89,56 @@ def test_balanced_sampler_keeps_the_lesion_ratio_and_mines_hard_negatives():
     assert np.mean(neg_draws == 42) > 5 / 90  # the wrong one comes back far more often than 1 in 90
 
 
+def test_tag_weights_draw_the_tagged_lesion_images_more_often(tmp_path):
+    """A recipe's `tag_weights` (e.g. {SPIC: 3}) read with the cases' cases.json tags: a spiculated mass image is drawn
+    three times as often as another mass image, mass-free images keep their share, untagged recipes draw as before."""
+    import imageio.v3 as iio
+
+    from napari_lesionseg.core.training.data import load_folder, weigh_examples
+
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    tags = {"m0": ["D", "SPIC"], "m1": ["F", "CIRC"], "m2": ["G", "CIRC"], "n0": ["D", "NORM"], "n1": ["F", "NORM"]}
+    for name in tags:
+        mask = np.zeros((8, 8), np.uint8)
+        if name.startswith("m"):
+            mask[2:5, 2:5] = 255
+        iio.imwrite(tmp_path / "images" / f"{name}.png", np.full((8, 8), 90, np.uint8))
+        iio.imwrite(tmp_path / "masks" / f"{name}.png", mask)
+    (tmp_path / "cases.json").write_text(json.dumps([{"name": n, "group": n, "tags": t} for n, t in tags.items()]))
+    cases = load_folder(tmp_path / "images", tmp_path / "masks", tmp_path / "cases.json")
+    assert {c.name: c.tags for c in cases}["m0"] == ("D", "SPIC")
+    ex = [Example(x=c.image[None].astype(np.float32), y=c.mask, case=c.name, positive=bool(c.mask.any()))
+          for c in cases]
+    cfg = TrainConfig(name="t", modality="mammography", images="i", masks="m", tag_weights={"SPIC": 3, "D": 2})
+    weigh_examples(ex, cases, cfg.tag_weights)
+    assert {e.case: e.weight for e in ex} == {"m0": 3.0, "m1": 1.0, "m2": 1.0, "n0": 2.0, "n1": 1.0}  # the largest tag
+    draws = BalancedSampler(ex, positive_fraction=0.5, seed=0).epoch(20000)
+    names = np.array([e.case for e in ex])[draws]
+    assert np.mean(np.isin(names, ["m0", "m1", "m2"])) == pytest.approx(0.5, abs=0.001)
+    assert np.mean(names == "m0") / np.mean(names == "m1") == pytest.approx(3.0, rel=0.1)
+    assert np.mean(names == "n0") / np.mean(names == "n1") == pytest.approx(1.0, rel=0.1)  # lesion images only
+    plain = [Example(x=e.x, y=e.y, case=e.case, positive=e.positive) for e in ex]
+    same = BalancedSampler(plain, 0.5, seed=4).epoch(40), BalancedSampler(plain, 0.5, seed=4).epoch(40)
+    assert np.array_equal(*same)
+    with pytest.raises(Exception, match="tag_weights"):
+        TrainConfig(name="t", modality="mammography", images="i", masks="m", tag_weights={"SPIC": -1})
+
+
+def test_mias_cases_carry_class_and_tissue_tags(tmp_path):
+    """scripts/make_mias_masks.py tags each mini-MIAS image with its background tissue and MIAS classes, which a
+    recipe's tag_weights name (mdb005: a circumscribed mass in fatty tissue; mdb003: a normal dense breast)."""
+    from conftest import load_repo_script
+
+    src = shared_path("mammography", "mias")
+    load_repo_script("scripts/make_mias_masks.py").main(str(src), str(tmp_path))
+    cases = {c["name"]: c for c in json.loads((tmp_path / "cases.json").read_text())}
+    assert cases["mdb005"]["tags"] == ["F", "CIRC"] and cases["mdb005"]["cls"] == "mass"
+    assert cases["mdb003"]["tags"] == ["D", "NORM"] and cases["mdb003"]["cls"] == "normal"
+    masses = [c for c in cases.values() if c["cls"] == "mass"]
+    assert sum("SPIC" in c["tags"] for c in masses) == 13 and sum("D" in c["tags"] for c in masses) == 7
+
+
 @pytest.mark.parametrize("name", LOSSES)
 def test_each_loss_is_finite_and_decreases_on_a_toy_batch(name):
     torch.manual_seed(0)

@@ -135,6 +135,10 @@ class TrainConfig:
     positive_fraction: float = 0.6
     """Share of sampled patches that contain lesion ('tile' fit; for 'resize' fit, share of lesion images)."""
     hard_negative_mining: bool = False
+    tag_weights: dict = field(default_factory=dict)
+    """Draw lesion images carrying a cases.json tag this many times as often as the other lesion images, e.g.
+    {SPIC: 3, D: 3}: an image takes the largest weight among its tags, 1 when none is named (lesion-free images are
+    drawn as before: `positive_fraction` keeps the two pools' shares)."""
     val_fraction: float = 0.2
     val_every: int = 1
     early_stopping: int = 15
@@ -186,6 +190,10 @@ class TrainConfig:
             problems.append(f"hard_pixel_fraction must lie in [0, 0.5], not {self.hard_pixel_fraction!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             problems.append(f"ema_decay must lie in [0, 1), not {self.ema_decay!r}")
+        if not isinstance(self.tag_weights, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in self.tag_weights.values()):
+            problems.append(f"tag_weights must map tags to positive weights (e.g. {{SPIC: 3}}), not "
+                            f"{self.tag_weights!r}")
         if not 0.0 <= self.hed_sigma <= 0.5:
             problems.append(f"hed_sigma must lie in [0, 0.5], not {self.hed_sigma!r}")
         problems += source_problems(self)

@@ -31,6 +31,8 @@ class Case:
     spacing: tuple[float, ...] | None = None
     split: str = ""
     """"train" or "val" when cases.json fixes the split (e.g. a labelled case kept for validation)."""
+    tags: tuple[str, ...] = ()
+    """cases.json's "tags" (e.g. a mammogram's MIAS class and background tissue), for a recipe's `tag_weights`."""
 
 
 @dataclass
@@ -101,7 +103,8 @@ def load_folder(images: str | Path, masks: str | Path, cases_json: str | Path | 
             raise LesionSegError(f"{p.name}: image {img.shape} and mask {msk.shape} differ in size.")
         m = meta.get(stem, {})
         cases.append(Case(name=stem, image=img, mask=(msk > 0).astype(np.uint8) if msk.max() > 1 and len(np.unique(msk)) == 2 else msk.astype(np.uint8),
-                          group=m.get("group", stem), label=m.get("cls", ""), split=m.get("split", "")))
+                          group=m.get("group", stem), label=m.get("cls", ""), split=m.get("split", ""),
+                          tags=tuple(str(t) for t in m.get("tags", ()))))
     if not cases:
         raise LesionSegError(f"No image/mask pairs with matching names in {images} and {masks}"
                              + (f" ({len(image_paths)} images, {len(mask_by_stem)} masks; a mask must have its "
@@ -206,13 +209,28 @@ def resize_examples(examples: list[Example], size: tuple[int, int]) -> None:
         e.y = (F.interpolate(y, size=size, mode="nearest")[0, 0].numpy()).astype(np.uint8)
 
 
+def tag_weight(tags, tag_weights: dict) -> float:
+    """An image's sampling weight: the largest of its tags' weights in the recipe, 1 when none is named there."""
+    return float(max((tag_weights[t] for t in tags if t in tag_weights), default=1.0))
+
+
+def weigh_examples(examples: list[Example], cases: list[Case], tag_weights: dict) -> None:
+    """Give every example its case's `tag_weight` (examples of one volume share it)."""
+    tags = {c.name: c.tags for c in cases}
+    for e in examples:
+        e.weight = tag_weight(tags.get(e.case, ()), tag_weights)
+
+
 class BalancedSampler:
-    """Draws example indices so that `positive_fraction` of them contain lesion; with hard-negative mining,
-    lesion-free examples are drawn in proportion to how wrong the model was on them last time."""
+    """Draws example indices so that `positive_fraction` of them contain lesion, the lesion ones in proportion to
+    their weights (`tag_weights`; all 1 by default); with hard-negative mining, lesion-free examples are drawn in
+    proportion to how wrong the model was on them last time."""
 
     def __init__(self, examples: list[Example], positive_fraction: float, seed: int = 0, hard_negatives=False):
         self.pos = np.array([i for i, e in enumerate(examples) if e.positive])
         self.neg = np.array([i for i, e in enumerate(examples) if not e.positive])
+        w = np.array([examples[i].weight for i in self.pos], np.float64)
+        self.pos_p = None if len(w) == 0 or np.all(w == w[0]) else w / w.sum()  # None: uniform, as before
         self.frac = positive_fraction
         self.rng = np.random.default_rng(seed)
         self.hard = hard_negatives
@@ -226,18 +244,24 @@ class BalancedSampler:
         if len(self.pos) == 0 and len(self.neg) == 0:
             raise LesionSegError("No training examples.")
         if len(self.pos) == 0 or len(self.neg) == 0:
-            pool = self.pos if len(self.pos) else self.neg
-            return self.rng.choice(pool, size=n, replace=len(pool) < n)
+            pool, p = (self.pos, self.pos_p) if len(self.pos) else (self.neg, None)
+            return self._draw(pool, n, p)
         n_pos = int(round(n * self.frac))
-        pos = self.rng.choice(self.pos, size=n_pos, replace=len(self.pos) < n_pos)
+        pos = self._draw(self.pos, n_pos, self.pos_p)
         if self.hard:
             p = self.neg_loss[self.neg]
             neg = self.rng.choice(self.neg, size=n - n_pos, replace=True, p=p / p.sum())
         else:
-            neg = self.rng.choice(self.neg, size=n - n_pos, replace=len(self.neg) < n - n_pos)
+            neg = self._draw(self.neg, n - n_pos, None)
         idx = np.concatenate([pos, neg])
         self.rng.shuffle(idx)
         return idx
+
+    def _draw(self, pool: np.ndarray, n: int, p) -> np.ndarray:
+        """n indices of a pool: uniform (without replacement while it suffices), or weighted with replacement."""
+        if p is None:
+            return self.rng.choice(pool, size=n, replace=len(pool) < n)
+        return self.rng.choice(pool, size=n, replace=True, p=p)
 
 
 def crop_patch(e: Example, size: tuple[int, int], rng: np.random.Generator, want_lesion: bool):

@@ -30,7 +30,8 @@ from ..models.registry import default_registry, user_models_dir
 from ..names import check_model_name
 from .augment import augment_batch
 from .config import TrainConfig, check_encoder
-from .data import BalancedSampler, Case, crop_patch, load_sources, make_examples, resize_examples, split_by_group
+from .data import (BalancedSampler, Case, crop_patch, load_sources, make_examples, resize_examples, split_by_group,
+                   weigh_examples)
 from .events import BatchDone, EpochDone, Log, Published, StopRequested, Validated
 from .hooks import TrainerHooks
 from .losses import compute_loss
@@ -240,6 +241,7 @@ class Trainer:
             self.log(f"DistributedDataParallel: {self.world} processes, {dist.get_backend()} backend")
         context = (card.in_channels - 1) // 2 if card.input_kind == "slices" else 0
         self.examples = make_examples(self.train_cases, card, context)
+        weigh_examples(self.examples, self.train_cases, cfg.tag_weights)
         if card.fit == "resize":
             resize_examples(self.examples, tuple(card.patch_size))
         for e in self.examples:
