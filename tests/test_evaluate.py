@@ -218,6 +218,9 @@ def test_shipped_cards_show_second_source_figures():
         assert m.get("external"), f"{name} has no figure from data that chose nothing"
         assert "val_dice" in m["selection_split"]["keys"]
         assert "unseen" in cards[name].headline_metric()
+    # mammography is judged as a detector (issue 15's goal: masses found at <= 0.5 false regions per image)
+    assert "22 of 33 masses found at 0.37 false regions per image" in cards["mammography-mass"].headline_metric()
+    assert "masses found" not in cards["ultrasound-lesion"].headline_metric()
 
 
 def test_series_choice_in_a_multi_series_folder(tmp_path):
