@@ -4,6 +4,7 @@ device choice, clear errors for images a model cannot read, and mask post-proces
 from __future__ import annotations
 
 import contextlib
+import tempfile
 
 import numpy as np
 import pytest
@@ -419,3 +420,25 @@ def test_unknown_test_time_augmentation_is_a_clear_error():
     card.tta = ["rotate17"]
     with pytest.raises(LesionSegError, match="Unknown test-time augmentation"):
         Predictor(card, device="cpu", net=_fcn(1, 1)).predict_image(np.zeros((32, 32), np.uint8))
+
+
+def test_a_slide_sized_result_on_disk_is_deleted_once_freed(tmp_path, monkeypatch):
+    """Over MAX_IN_MEMORY_PIXELS the probabilities go to a scratch zarr folder: the same numbers as in memory, the
+    folder there while the result is used (the dock shows it lazily) and gone once it is freed, so a cohort of
+    slides does not fill the disk with one probability map per slide."""
+    import gc
+
+    from napari_lesionseg.core.inference import tiles
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    rng = np.random.default_rng(4)
+    image = _slide(rng)
+    in_memory = predict_tiled(Predictor(_card(), device="cpu", batch_size=2, net=_fcn(3, 1)), image)
+    monkeypatch.setattr(tiles, "MAX_IN_MEMORY_PIXELS", 1000)
+    on_disk = predict_tiled(Predictor(_card(), device="cpu", batch_size=2, net=_fcn(3, 1)), image)
+    assert not isinstance(on_disk, np.ndarray)
+    (folder,) = tmp_path.glob("lesionseg-probs-*")
+    np.testing.assert_allclose(np.asarray(on_disk[:]), in_memory, atol=1e-6)
+    del on_disk
+    gc.collect()
+    assert not folder.exists() and not list(tmp_path.glob("lesionseg-probs-*"))

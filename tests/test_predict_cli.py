@@ -313,3 +313,36 @@ def test_torchrun_shares_a_folder_out(tmp_path, tmp_path_factory, _user_model_di
     assert "rank 0/2" in res.stderr and "rank 1/2" in res.stderr
     assert "3 of 3 scans segmented" in res.stdout and "2 of 2 scans segmented" in res.stdout
     print(f"torchrun run took {time.monotonic() - t:.1f} s")
+
+
+def test_cohort_of_slides_leaves_no_probability_maps_behind(tmp_path, tmp_path_factory, _user_model_dir,
+                                                            monkeypatch):
+    """`lesionseg predict` on a folder of slides whose probabilities go to disk: every mask is written and no
+    scratch folder is left in the temporary folder (each can take gigabytes for a real slide)."""
+    import tempfile
+
+    import tifffile
+
+    from napari_lesionseg.core.inference import tiles
+    from napari_lesionseg.core.io import write_pyramidal_tiff
+    from tiny_models import blob_image
+
+    model = _install("rgb2d", tmp_path_factory, _user_model_dir)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr(tiles, "MAX_IN_MEMORY_PIXELS", 100_000)
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(2):
+        slide = np.full((1024, 1024, 3), 245, np.uint8)
+        slide[:96, :96], _ = blob_image(rng, (96, 96), rgb=True)
+        write_pyramidal_tiff(slides / f"s{i}.tif", slide.shape, np.uint8,
+                             lambda f, y, x, h, w, s=slide: s[::f, ::f][y:y + h, x:x + w], min_size=256)
+    out = tmp_path / "masks"
+    assert main(["predict", "--model", model, "--input", str(slides), "--output", str(out), "--device", "cpu"]) == 0
+    masks = sorted(out.glob("*.tif"))
+    assert [m.name for m in masks] == ["s0_mask.tif", "s1_mask.tif"], masks
+    assert tifffile.imread(masks[0]).shape[-2:] == (1024, 1024)
+    assert not list(scratch.glob("lesionseg-probs-*")), list(scratch.iterdir())

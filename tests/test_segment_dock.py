@@ -233,6 +233,11 @@ def test_whole_slide_is_segmented_lazily(make_napari_viewer, qtbot, tmp_path, hi
     write_pyramidal_tiff(path, slide.shape, np.uint8,
                          lambda f, y, x, h, w: slide[::f, ::f][y:y + h, x:x + w], min_size=512)
     monkeypatch.setattr(tiles, "MAX_IN_MEMORY_PIXELS", 1_000_000)  # force the on-disk path for this small slide
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari-lesionseg")
@@ -253,6 +258,7 @@ def test_whole_slide_is_segmented_lazily(make_napari_viewer, qtbot, tmp_path, hi
     before = int(mask.sum())
     dock.set_threshold(0.95)
     assert int(np.asarray(seg.labels_layer.data).sum()) < before
+    assert len(list(scratch.glob("lesionseg-probs-*"))) == 1, "the shown result keeps its folder (freed with it)"
 
 
 def test_flips_checkbox_shows_for_a_flipping_model_and_unticked_runs_one_pass(make_napari_viewer, qtbot,

@@ -7,7 +7,9 @@ images go to a zarr array on disk, so a whole slide never has to fit in memory.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 
 import numpy as np
 
@@ -113,15 +115,16 @@ def predict_tiled(predictor, image, overlap: float = 0.25, progress=None, cancel
     tiles, (ph, pw), stats = plan_tiles(image, card, overlap, skip_background, min_foreground, overview)
 
     k = card.n_outputs
-    if out_store is None and h * w * (k + 1) > MAX_IN_MEMORY_PIXELS:
-        import zarr
-
+    scratch = out_store is None and h * w * (k + 1) > MAX_IN_MEMORY_PIXELS
+    if scratch:
         out_store = tempfile.mkdtemp(prefix="lesionseg-probs-")
     if out_store is not None:
         import zarr
 
         acc = zarr.open(f"{out_store}/acc.zarr", mode="w", shape=(k, h, w), chunks=(k, 1024, 1024), dtype="f4")
         wsum = zarr.open(f"{out_store}/w.zarr", mode="w", shape=(h, w), chunks=(1024, 1024), dtype="f4")
+        if scratch:
+            remove_with(acc, out_store)
     else:
         acc = np.zeros((k, h, w), np.float32)
         wsum = np.zeros((h, w), np.float32)
@@ -145,6 +148,14 @@ def predict_tiled(predictor, image, overlap: float = 0.25, progress=None, cancel
     if card.multiclass:
         acc[0, ~covered] = 1.0  # skipped background is background
     return acc
+
+
+def remove_with(array, folder: str) -> None:
+    """Delete the scratch `folder` once `array` (the probabilities it holds) is freed, or at exit at the latest.
+
+    A slide's map can take gigabytes: a cohort run through `lesionseg predict` must not leave one per slide in the
+    temporary folder, and the dock's lazy result keeps its folder exactly as long as it shows it."""
+    weakref.finalize(array, shutil.rmtree, folder, True)
 
 
 def _normalise_zarr(acc, wsum, multiclass: bool):
