@@ -167,9 +167,9 @@ def network_sentence(final: dict, card) -> str:
     unet = (f"an ImageNet-pretrained EfficientNet-Lite1 encoder (4.5 M parameters, {card.patch_size[0]} px input)")
     schedule = f"all 577 BUSI images for a fixed {final['epochs']} epochs ({final['minutes']:.0f} min"
     if members == 1:
-        return f"One U-Net with {unet}, trained on {schedule} on one CPU thread)"
+        return f"One U-Net with {unet}, trained on {schedule} on a CPU, no GPU)"
     return (f"An ensemble of {members} U-Nets (probabilities averaged), each with {unet} and its own seed, each "
-            f"trained on {schedule} in all on one CPU thread); the cross-validation measures the same ensemble of "
+            f"trained on {schedule} in all on a CPU, no GPU); the cross-validation measures the same ensemble of "
             "fold models")
 
 

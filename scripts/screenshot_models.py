@@ -2,7 +2,7 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot_models.py [--out docs/images] [--models NAME ...]
 
-Images the models did not train on where the data allow it: BUSI malignant_051 (validation split, from
+Images the models did not train on where the data allow it: BrEaST 10058 (another hospital, from
 ../shared/data); mini-MIAS mdb032 is training data of the cross-validated `mammography-mass` (held out in its fold 1), the MoNuSeg tile TCGA-A7-A13E (held out). The MRI model has only one DCE case, so
 its picture is of its own training patient (the Duke crop sample): it shows what the output looks like, not how
 well the model generalises.
@@ -20,7 +20,7 @@ DATA = Path(os.environ.get("LESIONSEG_SHARED_DATA", REPO.parent / "shared" / "da
 
 SHOTS = [  # (file name, model, scope, image to open or sample id, image layer name part, slice)
     ("model_ultrasound.png", "ultrasound-lesion", "Whole image / slide",
-     DATA / "ultrasound/busi/images/malignant_051.png", "malignant_051", None),
+     DATA / "ultrasound/breast_lesions_usg/images/10058.png", "10058", None),
     ("model_mammography.png", "mammography-mass", "Whole image / slide",
      DATA / "mammography/mias/images/mdb032.png", "mdb032", None),
     ("model_histology.png", "histology-nuclei", "Whole image / slide", "monuseg_he", "MoNuSeg", None),
