@@ -4,6 +4,7 @@ device choice, clear errors for images a model cannot read, and mask post-proces
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 
 import numpy as np
@@ -442,3 +443,28 @@ def test_a_slide_sized_result_on_disk_is_deleted_once_freed(tmp_path, monkeypatc
     del on_disk
     gc.collect()
     assert not folder.exists() and not list(tmp_path.glob("lesionseg-probs-*"))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the sweep asks POSIX whether a process exists")
+def test_a_killed_runs_scratch_folder_is_swept_by_the_next_run(tmp_path, monkeypatch):
+    """A run killed mid-slide (out of memory, SIGKILL) cannot delete its folder; the next slide run deletes the
+    folders of processes that no longer exist and keeps those of running ones and anything not named by a pid."""
+    import subprocess
+    import sys
+
+    from napari_lesionseg.core.inference import tiles
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f"lesionseg-probs-{dead.pid}-abc"
+    running = tmp_path / f"lesionseg-probs-{os.getppid()}-def"
+    unnamed = tmp_path / "lesionseg-probs-x7k2m9q1"
+    for folder in (orphan, running, unnamed):
+        (folder / "acc.zarr").mkdir(parents=True)
+    monkeypatch.setattr(tiles, "MAX_IN_MEMORY_PIXELS", 1000)
+    image = _slide(np.random.default_rng(5))
+    probs = predict_tiled(Predictor(_card(), device="cpu", batch_size=2, net=_fcn(3, 1)), image)
+    assert not orphan.exists() and running.exists() and unnamed.exists()
+    assert len(list(tmp_path.glob(f"lesionseg-probs-{os.getpid()}-*"))) == 1, "this run's own folder, named by its pid"
+    del probs

@@ -7,9 +7,11 @@ images go to a zarr array on disk, so a whole slide never has to fit in memory.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import weakref
+from pathlib import Path
 
 import numpy as np
 
@@ -117,7 +119,7 @@ def predict_tiled(predictor, image, overlap: float = 0.25, progress=None, cancel
     k = card.n_outputs
     scratch = out_store is None and h * w * (k + 1) > MAX_IN_MEMORY_PIXELS
     if scratch:
-        out_store = tempfile.mkdtemp(prefix="lesionseg-probs-")
+        out_store = scratch_folder()
     if out_store is not None:
         import zarr
 
@@ -148,6 +150,41 @@ def predict_tiled(predictor, image, overlap: float = 0.25, progress=None, cancel
     if card.multiclass:
         acc[0, ~covered] = 1.0  # skipped background is background
     return acc
+
+
+SCRATCH_PREFIX = "lesionseg-probs-"
+
+
+def scratch_folder() -> str:
+    """A new temporary folder for one slide's probabilities, named after this process so that a later run can
+    delete it should this one be killed (out of memory, SIGKILL) before `remove_with` runs."""
+    sweep_orphaned_scratch()
+    return tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+
+
+def sweep_orphaned_scratch() -> list[str]:
+    """Delete the scratch folders of lesionseg processes that no longer run (POSIX only: there a signal 0 only
+    asks whether the process exists). Folders of running processes, of other users, and unnamed ones are kept."""
+    if os.name != "posix":
+        return []
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = folder.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _process_exists(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(str(folder))
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def remove_with(array, folder: str) -> None:
