@@ -171,8 +171,8 @@ EXTERNAL = {
     # cross-validation over tiles (benchmarks/cv_histology_nuclei.py), not from this table.
 }
 
-SELECTION_NOTE = ("Measured on the validation split that chose the best epoch (and, for ultrasound-lesion, the "
-                  "recipe and the ensemble pair): optimistic, not a result to quote. See metrics.external.")
+SELECTION_NOTE = ("Measured on the validation split that chose the best epoch, or on the model's own training "
+                  "images: optimistic, not a result to quote. See metrics.external.")
 
 
 def evaluate_external(card: ModelCard) -> dict:
