@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
     ({"hard_pixel_fraction": -0.01}, "hard_pixel_fraction"),
     ({"hard_pixel_fraction": 1.0}, "hard_pixel_fraction"),
     ({"hard_pixel_fraction": "1%"}, "hard_pixel_fraction"),
+    ({"hard_pixel_images": "normals"}, "hard_pixel_images"),
 ])
 def test_bad_values_are_refused_with_the_option_named(bad, word):
     with pytest.raises(LesionSegError, match=word):

@@ -180,6 +180,28 @@ def test_hard_pixel_term_charges_a_confident_false_blob_more_than_diffuse_noise_
     assert per.shape == (1,) and float(per[0]) > float(cross_entropy(blob, y)[0])
 
 
+def test_hard_pixel_term_on_lesion_free_images_only_leaves_a_lesion_images_loss_unchanged():
+    """`hard_pixel_images="lesion_free"`: a batch of a normal image with a false blob and a lesion image with an
+    unsure border; the term is added for the normal image alone, so the lesion image's loss is the plain one."""
+    from napari_lesionseg.core.training.losses import hard_pixel_term
+
+    y = torch.zeros(2, 64, 64, dtype=torch.long)
+    y[1, 24:40, 24:40] = 1
+    logits = torch.full((2, 1, 64, 64), -8.0)
+    logits[0, :, 5:15, 5:15] = 3.0  # normal image: a confident false blob
+    logits[1, :, 22:42, 22:42] = 0.2  # lesion image: the lesion and an unsure rim, p = 0.55
+    _, plain = compute_loss("bce_image_dice", logits, y)
+    _, every = compute_loss("bce_image_dice", logits, y, hard_pixel_fraction=0.01)
+    total, free = compute_loss("bce_image_dice", logits, y, hard_pixel_fraction=0.01,
+                               hard_pixel_images="lesion_free")
+    hard = hard_pixel_term(logits, y, 0.01)
+    assert float(free[0] - plain[0]) == pytest.approx(float(hard[0]), rel=1e-4)
+    assert float(free[1]) == pytest.approx(float(plain[1]), rel=1e-6)
+    assert float(every[1]) > float(plain[1]) + 0.1
+    with pytest.raises(Exception, match="hard_pixel_images"):
+        compute_loss("bce_image_dice", logits, y, hard_pixel_fraction=0.01, hard_pixel_images="normals")
+
+
 def test_validation_split_never_puts_a_busi_duplicate_group_on_both_sides():
     meta = json.loads(shared_path("ultrasound", "busi", "cases.json").read_text())
     dummy = np.zeros((2, 2), np.uint8)

@@ -124,6 +124,9 @@ class TrainConfig:
     hard_pixel_fraction: float = 0.0
     """Add to the loss, per image, the cross-entropy of its hardest pixels, this share of them (e.g. 0.01; 0 = off):
     a confident false region on a lesion-free image then costs as much as a missed lesion (OHEM-style)."""
+    hard_pixel_images: str = "all"
+    """Which images the hard-pixel term charges: all, or lesion_free (only images without lesion: false regions on
+    normal images, not a lesion's uncertain border)."""
     augment: list[str] = field(default_factory=lambda: ["flip", "affine", "intensity"])
     """flip, rot90, affine (rotation/scale/shift), intensity (gamma, contrast, noise), stain (per-channel colour
     jitter), hed (H&E stain amounts in optical density), speckle (multiplicative noise), resolution (blur by down-
@@ -188,6 +191,8 @@ class TrainConfig:
         if not (isinstance(self.hard_pixel_fraction, (int, float)) and not isinstance(self.hard_pixel_fraction, bool)
                 and 0.0 <= self.hard_pixel_fraction <= 0.5):
             problems.append(f"hard_pixel_fraction must lie in [0, 0.5], not {self.hard_pixel_fraction!r}")
+        if self.hard_pixel_images not in ("all", "lesion_free"):
+            problems.append(f"hard_pixel_images must be all or lesion_free, not {self.hard_pixel_images!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             problems.append(f"ema_decay must lie in [0, 1), not {self.ema_decay!r}")
         if not isinstance(self.tag_weights, dict) or not all(

@@ -93,13 +93,23 @@ def unet_weight_map(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> n
     return wc
 
 
-def compute_loss(name: str, logits: torch.Tensor, y: torch.Tensor,
-                 hard_pixel_fraction: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+HARD_PIXEL_IMAGES = ("all", "lesion_free")
+
+
+def compute_loss(name: str, logits: torch.Tensor, y: torch.Tensor, hard_pixel_fraction: float = 0.0,
+                 hard_pixel_images: str = "all") -> tuple[torch.Tensor, torch.Tensor]:
     """Mean loss and a per-example loss (used for hard-negative mining); with `hard_pixel_fraction` > 0 each
-    image's hardest-pixel cross-entropy (`hard_pixel_term`) is added to both."""
+    image's hardest-pixel cross-entropy (`hard_pixel_term`) is added to both: on every image, or with
+    `hard_pixel_images="lesion_free"` only on images without lesion, so a false region on a normal image is
+    charged while a lesion's uncertain border (where the term on every image teaches the network to hedge) is not."""
+    if hard_pixel_images not in HARD_PIXEL_IMAGES:
+        raise LesionSegError(f"hard_pixel_images must be one of {', '.join(HARD_PIXEL_IMAGES)}, "
+                             f"not {hard_pixel_images!r}.")
     loss, per = _named_loss(name, logits, y)
     if hard_pixel_fraction > 0:
         hard = hard_pixel_term(logits, y, hard_pixel_fraction)
+        if hard_pixel_images == "lesion_free":
+            hard = hard * ((y > 0).flatten(1).sum(dim=1) == 0).to(hard.dtype)
         return loss + hard.mean(), per + hard.detach()
     return loss, per
 
