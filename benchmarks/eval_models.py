@@ -192,6 +192,28 @@ def evaluate_external(card: ModelCard) -> dict:
     return out
 
 
+SAME_MODEL_KEYS = ("n_lesion", "n_lesion_free", "mean_dice", "misses")
+
+
+def merge_external(external: dict, blocks: dict) -> dict:
+    """The card's `external` figures with `blocks` written in. What a card writer added to a block (the BrEaST
+    figures with the image gate, per-case rows, its own note) is kept when the new figures are the same model's
+    (the same counts and mean Dice); when they differ the old additions described another model and are dropped,
+    with a message, rather than left beside figures they do not belong to."""
+    merged = dict(external)
+    for key, new in blocks.items():
+        old = external.get(key) or {}
+        extra = {k: v for k, v in old.items() if k not in new or k == "note"}
+        if extra and all(old.get(k) == new.get(k) for k in SAME_MODEL_KEYS):
+            merged[key] = {**new, **extra}
+        else:
+            if extra:
+                print(f"  {key}: the card's {', '.join(sorted(extra))} described another model's figures; dropped "
+                      "(re-run the model's card writer to add them back)")
+            merged[key] = new
+    return merged
+
+
 def mark_selection_split(metrics: dict) -> None:
     """List the figures from data that chose something; a card's own note (what chose what) is kept."""
     note = (metrics.get("selection_split") or {}).get("note", SELECTION_NOTE)
@@ -226,7 +248,7 @@ def main() -> None:
                 path = shipped_models_dir() / f"{card.name}.json"
                 data = json.loads(path.read_text())
                 metrics = data.setdefault("metrics", {})
-                metrics.setdefault("external", {}).update(blocks)
+                metrics["external"] = merge_external(metrics.get("external") or {}, blocks)
                 mark_selection_split(metrics)
                 write_text_atomic(path, json.dumps(data, indent=2))
                 os.chmod(path, 0o644)
