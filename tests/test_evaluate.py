@@ -194,6 +194,10 @@ def test_cli_evaluate_clean_errors(tmp_path, tiny_gray, capsys):
     assert main(["evaluate", "--model", tiny_gray, "--images", str(other), "--masks", str(masks),
                  "--output", str(tmp_path / "x.txt")]) == 2
     assert not (tmp_path / "x.txt").exists()
+    capsys.readouterr()
+    assert main(["evaluate", "--model", tiny_gray, "--images", str(other), "--masks", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "Mask folder not found" in err and "evaluating" not in err  # the message alone, no empty progress bar
 
 
 # -- what a user is shown --------------------------------------------------------------------------------

@@ -44,17 +44,20 @@ def run(args) -> int:
 
     check_outputs({"--images": folder_files(args.images), "--masks": folder_files(args.masks),
                    "--model": model_files(args.model)}, {"--output": args.output})
-    bar = tqdm(desc="evaluating", unit="case", file=sys.stderr)
+    bars = []  # made at the first case, so a folder refused before any case prints no empty bar
 
     def progress(done: int, total: int, name: str) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
+        if not bars:
+            bars.append(tqdm(desc="evaluating", unit="case", file=sys.stderr, total=total))
+        bars[0].total = total
+        bars[0].update(done - bars[0].n)
 
     try:
         ev = evaluate_folder(args.model, args.images, args.masks, threshold=args.threshold, device=args.device,
                              series=args.series, progress=progress, gate=args.gate, flips=not args.no_flips)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     for p in ev.images_without_mask:
         print(f"  no mask for image: {p.name}", file=sys.stderr)
     for p in ev.masks_without_image:
