@@ -50,3 +50,23 @@ def test_cli_reports_a_misspelt_augmentation_without_traceback(tmp_path):
     assert r.returncode == 2
     assert "flps" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text, words", [
+    ("epochs: 3\n", ["lacks name, modality"]),     # a recipe without the two required options
+    ("- name: x\n", ["key: value", "list"]),        # a YAML list, not options
+    ("just words\n", ["key: value", "str"]),
+])
+def test_a_config_file_without_its_options_is_a_clear_error(tmp_path, text, words):
+    cfg = tmp_path / "recipe.yaml"
+    cfg.write_text(text)
+    with pytest.raises(LesionSegError) as err:
+        TrainConfig.from_file(cfg)
+    assert all(w in str(err.value) for w in words)
+
+
+def test_name_and_modality_given_beside_the_file_complete_it(tmp_path):
+    cfg = tmp_path / "recipe.yaml"
+    cfg.write_text("epochs: 3\n")
+    made = TrainConfig.from_file(cfg, name="mine", modality="ultrasound")  # as `lesionseg train --name --modality`
+    assert (made.name, made.modality, made.epochs) == ("mine", "ultrasound", 3)

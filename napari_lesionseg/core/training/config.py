@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import LesionSegError
@@ -224,6 +224,9 @@ class TrainConfig:
                 d = json.loads(text)
         except Exception as e:
             raise LesionSegError(f"Cannot read training config {path}: {e}") from e
+        if not isinstance(d, dict):
+            raise LesionSegError(f"Training config {path} must hold options as `key: value` lines "
+                                 f"(e.g. `name: my-model`, `modality: ultrasound`), not a {type(d).__name__}.")
         d.update({k: v for k, v in overrides.items() if v is not None})
         d.setdefault("recipe", str(path))
         return cls.from_dict(d)
@@ -233,6 +236,11 @@ class TrainConfig:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise LesionSegError(f"Unknown training option(s): {', '.join(sorted(unknown))}.")
+        missing = [k for k, f in cls.__dataclass_fields__.items()
+                   if k not in d and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise LesionSegError(f"The training config lacks {', '.join(missing)} (required; e.g. "
+                                 "`name: my-model` and `modality: ultrasound`).")
         return cls(**d)
 
     def to_dict(self) -> dict:
