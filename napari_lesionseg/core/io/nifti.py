@@ -59,7 +59,7 @@ def read_nifti(path: str | Path, *, modality: str | None = None) -> list[Scan]:
         raise LesionSegError(
             f"{path.name} is not a readable NIfTI file (truncated or corrupt?): {e}"
         ) from None
-    check_array(data, path.name)
+    check_array(data.reshape(img.shape) if data.size == 0 else data, path.name)  # the header's shape in the message
     # Trailing singleton axes (x, y, z, 1) are not a time axis.
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
