@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import LesionSegError
 from ..models.card import MODALITIES
-from .losses import LOSSES
+from .losses import HARD_PIXEL_IMAGES, LOSSES
 
 ARCHITECTURES = ("Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus", "PAN",
                  "UPerNet", "Segformer", "DPT")
@@ -21,6 +21,7 @@ CHOICES = {
     "fit": ("resize", "tile", "breast"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "loss": LOSSES,
+    "hard_pixel_images": HARD_PIXEL_IMAGES,
 }
 LIST_CHOICES = {"augment": AUGMENTATIONS, "preprocessing": ("clahe",), "tta": ("hflip", "vflip")}
 NORMALISATIONS = ("percentile", "zscore", "range", "none")
@@ -191,8 +192,6 @@ class TrainConfig:
         if not (isinstance(self.hard_pixel_fraction, (int, float)) and not isinstance(self.hard_pixel_fraction, bool)
                 and 0.0 <= self.hard_pixel_fraction <= 0.5):
             problems.append(f"hard_pixel_fraction must lie in [0, 0.5], not {self.hard_pixel_fraction!r}")
-        if self.hard_pixel_images not in ("all", "lesion_free"):
-            problems.append(f"hard_pixel_images must be all or lesion_free, not {self.hard_pixel_images!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             problems.append(f"ema_decay must lie in [0, 1), not {self.ema_decay!r}")
         if not isinstance(self.tag_weights, dict) or not all(
