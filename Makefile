@@ -10,7 +10,7 @@ STAMP := $(VENV)/.lesionseg-installed
 XVFB := xvfb-run -a -s "-screen 0 1600x1000x24"
 WHEEL_SMOKE ?= 1
 
-.PHONY: run test env headless-deps pacs-deps bench wheel-smoke
+.PHONY: run test test-qt6 env headless-deps pacs-deps bench wheel-smoke
 
 env: $(STAMP)
 
@@ -36,6 +36,13 @@ wheel-smoke:
 test: $(STAMP) headless-deps pacs-deps
 	if [ "$(WHEEL_SMOKE)" = 1 ]; then $(MAKE) --no-print-directory wheel-smoke; fi
 	$(XVFB) $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The test suite on PyQt6 instead of PyQt5 (napari deprecates PyQt5): PyQt6 goes to its own folder, put first on
+# the path only for this run, so .venv keeps PyQt5 for `make run` and `make test`.
+QT6_SITE := .qt6-site
+test-qt6: $(STAMP) headless-deps pacs-deps
+	test -d $(QT6_SITE) || $(PY) -m pip install -q --target $(QT6_SITE) PyQt6
+	PYTHONPATH=$(QT6_SITE) QT_API=pyqt6 PYTEST_QT_API=pyqt6 $(XVFB) $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(STAMP) headless-deps
 	$(PY) -m pip install -q -c constraints.txt -e ".[qt,test,pretrained,bench]"
