@@ -7,7 +7,8 @@ chosen on the other four), then joined with the held-out masks of the segmenter'
 benchmarks/cv_ultrasound_lesion_e12_320_results.json), so only the classifier differs: normal images left with a
 false region, lesion images emptied, found lesions lost. On the second site (BrEaST, 15 lesion images, another
 hospital; chose nothing) each recipe's all-577 model (`--fold -1`, int8 as stored) at its all-fold threshold:
-how many lesion images it would gate.
+how many lesion images it would gate. A role given as `A:DA+B:DB` is the average of two classifiers' probabilities
+(held out per image, and of their all-image models on the second site).
 
     python benchmarks/us_classifier_compare.py \
         --reference models/image_classifier/ultrasound-class.yaml:/tmp/usclass \
@@ -32,22 +33,36 @@ from cv_us_classifier import read_probs  # noqa: E402
 from us_classifier_nested import plain_cv, whole_all_classifier, with_segmenter  # noqa: E402
 
 
-def recipe_and_dir(spec: str) -> tuple[Path, Path]:
-    recipe, _, out = spec.rpartition(":")
-    if not recipe:
-        raise SystemExit(f"{spec!r}: expected RECIPE.yaml:OUT_DIR")
-    return Path(recipe), Path(out)
+def members(spec: str) -> list[tuple[Path, Path]]:
+    """RECIPE.yaml:OUT_DIR, or several joined by '+': a classifier that averages its members' probabilities."""
+    out = []
+    for part in spec.split("+"):
+        recipe, _, folder = part.rpartition(":")
+        if not recipe:
+            raise SystemExit(f"{part!r}: expected RECIPE.yaml:OUT_DIR")
+        out.append((Path(recipe), Path(folder)))
+    return out
 
 
-def second_site_gated(folder: Path, recipe: Path, out: Path, threshold: float) -> dict:
-    """The recipe's all-image model on every lesion image of the folder: P(normal) and whether the gate fires."""
+def held_out_probs(spec: list[tuple[Path, Path]]) -> list[dict]:
+    """The members' held-out rows, probabilities averaged per image (the members must share images and folds)."""
+    runs = [sorted(read_probs(folder, 5), key=lambda r: r["name"]) for _, folder in spec]
+    if any([(r["name"], r["fold"]) for r in run] != [(r["name"], r["fold"]) for r in runs[0]] for run in runs):
+        raise SystemExit("the members' held-out files differ in images or folds")
+    return [dict(rows[0], p=sum(r["p"] for r in rows) / len(rows)) for rows in zip(*runs)]
+
+
+def second_site_gated(folder: Path, spec: list[tuple[Path, Path]], threshold: float) -> dict:
+    """The all-image model(s) on every lesion image of the folder: P(normal) (members averaged) and whether the gate
+    fires."""
     from napari_lesionseg.core.io import read_scan
 
-    clf = whole_all_classifier(recipe, out / "all" / "weights.safetensors")
+    clfs = [whole_all_classifier(recipe, out / "all" / "weights.safetensors") for recipe, out in spec]
     per_image = {}
     for path in sorted((folder / "images").glob("*.png")):
-        p = clf.probabilities(read_scan(path, modality="ultrasound")[0].data)
-        per_image[path.stem] = {"p_normal": round(p["normal"], 4), "gated": bool(p["normal"] > threshold)}
+        image = read_scan(path, modality="ultrasound")[0].data
+        p_normal = float(np.mean([c.probabilities(image)["normal"] for c in clfs]))
+        per_image[path.stem] = {"p_normal": round(p_normal, 4), "gated": bool(p_normal > threshold)}
     return {"threshold": threshold, "n_lesion": len(per_image),
             "gated": sum(r["gated"] for r in per_image.values()), "per_image": per_image}
 
@@ -76,7 +91,8 @@ def verdict(ref: dict, cand: dict) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference", required=True, help="RECIPE.yaml:OUT_DIR of the reference classifier")
-    ap.add_argument("--candidate", required=True, help="RECIPE.yaml:OUT_DIR of the candidate")
+    ap.add_argument("--candidate", required=True,
+                    help="RECIPE.yaml:OUT_DIR of the candidate; A:DA+B:DB averages two classifiers' probabilities")
     ap.add_argument("--segmentation-cv", required=True, help="held-out masks of the segmenter's CV (results JSON)")
     ap.add_argument("--second-site", help="folder with images/*.png of lesion images from another hospital")
     ap.add_argument("--rule", help="the rule as written beforehand (quoted in the results)")
@@ -84,12 +100,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     res = {"rule": Path(args.rule).read_text() if args.rule else None}
     for role in ("reference", "candidate"):
-        recipe, out = recipe_and_dir(getattr(args, role))
-        block = plain_cv(read_probs(out, 5))
-        block["segmenter"] = with_segmenter(Path(args.segmentation_cv), out, block.pop("gate"))
-        if args.second_site and (out / "all" / "weights.safetensors").exists():
-            block["second_site"] = second_site_gated(Path(args.second_site), recipe, out, block["threshold_all_folds"])
-        res[role] = {"recipe": str(recipe), **block}
+        spec = members(getattr(args, role))
+        block = plain_cv(held_out_probs(spec))
+        block["segmenter"] = with_segmenter(Path(args.segmentation_cv), spec[0][1], block.pop("gate"))
+        if args.second_site and all((out / "all" / "weights.safetensors").exists() for _, out in spec):
+            block["second_site"] = second_site_gated(Path(args.second_site), spec, block["threshold_all_folds"])
+        res[role] = {"recipe": " + ".join(str(recipe) for recipe, _ in spec), **block}
         print(role, json.dumps({k: v for k, v in block.items() if k != "second_site"}),
               "BrEaST gated:", block.get("second_site", {}).get("gated"))
     res["verdict"] = verdict(res["reference"], res["candidate"])
