@@ -35,3 +35,28 @@ def test_fewer_false_regions_and_nothing_lost_ships(compare):
 ])
 def test_a_failed_or_unmeasured_condition_does_not_ship(compare, candidate):
     assert not compare.verdict(_block(25, 5, 9), candidate)["ship_candidate"]
+
+
+def _probs_dir(root, rows):
+    """OUT/fold<k>/probs.csv as scripts/train_us_classifier.py writes them: rows of (name, fold, p_normal)."""
+    import csv
+
+    for k in range(5):
+        (root / f"fold{k}").mkdir(parents=True)
+        with open(root / f"fold{k}" / "probs.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["name", "group", "label", "fold", "p_normal", "p_benign", "p_malignant"])
+            for name, fold, pn in rows:
+                if fold == k:
+                    w.writerow([name, name, "benign", fold, pn, (1 - pn) / 2, (1 - pn) / 2])
+    return root
+
+
+def test_two_classifiers_are_averaged_per_image_and_must_share_folds(compare, tmp_path):
+    a = _probs_dir(tmp_path / "a", [("x", 0, 0.2), ("y", 3, 0.6)])
+    b = _probs_dir(tmp_path / "b", [("x", 0, 0.4), ("y", 3, 1.0)])
+    avg = compare.held_out_probs(compare.members(f"r.yaml:{a}+r.yaml:{b}"))
+    assert {r["name"]: round(float(r["p"][0]), 6) for r in avg} == {"x": 0.3, "y": 0.8}
+    moved = _probs_dir(tmp_path / "c", [("x", 1, 0.4), ("y", 3, 1.0)])
+    with pytest.raises(SystemExit):
+        compare.held_out_probs(compare.members(f"r.yaml:{a}+r.yaml:{moved}"))
