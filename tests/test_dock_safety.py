@@ -326,6 +326,11 @@ def test_units_follow_spacing_known_and_the_stated_pixel_size(make_napari_viewer
     header = [measure.table.horizontalHeaderItem(i).text() for i in range(measure.table.columnCount())]
     assert "area_mm2" in header and measure.units_note.isHidden()
     assert rows[0].size == pytest.approx(pixels * 0.01)
+    assert "³" not in segment.min_size.suffix()  # an area on a 2D image
+
+    volume = viewer.add_image(np.zeros((4, 32, 32), np.float32), scale=(2.0, 0.5, 0.5), name="volume")
+    segment.image_combo.setCurrentText(volume.name)
+    assert segment.min_size.suffix() == " mm³"  # a volume with its voxel size: clean-up by volume
 
 
 def test_ruler_sets_the_pixel_size(make_napari_viewer, qtbot):

@@ -209,7 +209,7 @@ class SegmentDock(QWidget):
         self.min_size = QDoubleSpinBox()
         self.min_size.setRange(0, 1e6)
         self.min_size.setDecimals(1)
-        self.min_size.setSuffix(" mm² (mm³)")
+        self.min_size.setSuffix(" mm²")
         self.min_size.setToolTip("Drop mask components smaller than this area (2D) or volume (3D)")
         bl.addRow("Drop smaller than", self.min_size)
         for w in (self.fill_holes, self.keep_largest):
@@ -353,10 +353,12 @@ class SegmentDock(QWidget):
         return layer_spacing(layer)[1]
 
     def _update_units(self, *_) -> None:
-        """Size fields say px when the pixel size is unknown (1 = one pixel, not 1 mm), mm otherwise."""
+        """Size fields say px when the pixel size is unknown (1 = one pixel, not 1 mm), mm otherwise; an area on a
+        2D image, a volume on a volume (postprocess counts a 3D mask's components in voxels)."""
         layer = self.current_image()
         known = self.spacing_known(layer)
-        self.min_size.setSuffix(" mm² (mm³)" if known else " px² (px³)")
+        power = "³" if layer is not None and layer.ndim >= 3 else "²"
+        self.min_size.setSuffix(f" {'mm' if known else 'px'}{power}")
         self.units_note.setVisible(not known)
         if known and layer is not None:
             self.pixel_size.setValue(float(layer.scale[-1]))
