@@ -107,6 +107,18 @@ def per_fold_and_pooled(rows: list[dict], rule_of_fold) -> dict:
             "per_fold": per}
 
 
+def three_rules(rows: list[dict], classifier_dir: Path) -> dict:
+    """The rules none / p_normal (each fold at the classifier CV's threshold for it) / mask (nested), per fold and
+    pooled."""
+    cls_cv = json.loads((Path(classifier_dir) / "cv.json").read_text())
+    t_fold = {p["fold"]: p["gate_threshold"] for p in cls_cv["per_fold"]}
+    others = lambda k: [r for r in rows if r["fold"] != k]  # noqa: E731
+    return {"none": per_fold_and_pooled(rows, lambda k: {"t1": 1.01}),
+            "p_normal": per_fold_and_pooled(rows, lambda k: {"t1": t_fold[k]}),
+            "mask": per_fold_and_pooled(rows, lambda k: choose(others(k))),
+            "p_normal_threshold_all_folds": cls_cv["pooled"]["gate_threshold"]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cv", required=True, help="--out of benchmarks/cv_ultrasound_lesion.py")
@@ -114,15 +126,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     rows = load_rows(Path(args.cv), Path(args.classifier))
-    cls_cv = json.loads((Path(args.classifier) / "cv.json").read_text())
-    t_fold = {p["fold"]: p["gate_threshold"] for p in cls_cv["per_fold"]}
-    others = lambda k: [r for r in rows if r["fold"] != k]  # noqa: E731
-    res = {"n_images": len(rows),
-           "none": per_fold_and_pooled(rows, lambda k: {"t1": 1.01}),
-           "p_normal": per_fold_and_pooled(rows, lambda k: {"t1": t_fold[k]}),
-           "mask": per_fold_and_pooled(rows, lambda k: choose(others(k))),
-           "mask_rule_all_folds": choose(rows),
-           "p_normal_threshold_all_folds": cls_cv["pooled"]["gate_threshold"]}
+    res = {"n_images": len(rows), **three_rules(rows, Path(args.classifier)), "mask_rule_all_folds": choose(rows)}
     Path(args.out).write_text(json.dumps(res, indent=1))
     for name in ("none", "p_normal", "mask"):
         print(name, json.dumps(res[name]["pooled"]), "fold FP rate", res[name]["normal_fp_rate_folds"])

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from us_gate_cv import MAX_LESIONS_LOST, MISS_DICE, choose, gated, load_rows, outcome, per_fold_and_pooled  # noqa: E402
+from us_gate_cv import MAX_LESIONS_LOST, MISS_DICE, load_rows, outcome, three_rules  # noqa: E402
 
 RIDGE = 1.0
 """L2 penalty on the standardised coefficients (fixed in the rule, not tuned)."""
@@ -129,13 +129,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     rows = load_rows(Path(args.cv), Path(args.classifier))
-    cls_cv = json.loads((Path(args.classifier) / "cv.json").read_text())
-    t_fold = {p["fold"]: p["gate_threshold"] for p in cls_cv["per_fold"]}
-    others = lambda k: [r for r in rows if r["fold"] != k]  # noqa: E731
+    before = three_rules(rows, Path(args.classifier))
     res = {"rule": Path(args.rule).read_text() if args.rule else None, "n_images": len(rows),
-           "none": per_fold_and_pooled(rows, lambda k: {"t1": 1.01})["pooled"],
-           "reference_p_normal": per_fold_and_pooled(rows, lambda k: {"t1": t_fold[k]}),
-           "or_rule": per_fold_and_pooled(rows, lambda k: choose(others(k))),
+           "none": before["none"]["pooled"], "reference_p_normal": before["p_normal"], "or_rule": before["mask"],
            "stacked": nested(rows)}
     res["verdict"] = verdict(res["reference_p_normal"]["pooled"], res["stacked"]["pooled"])
     Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
