@@ -20,7 +20,6 @@ import argparse
 import copy
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -111,30 +110,6 @@ def verdict(r: dict, a: dict, b: dict | None) -> dict:
     return out
 
 
-def publish_flips(a: dict, ref: dict, committed: Path, recipe_path: str, models_dir: Path, work: Path) -> Path:
-    """Candidate A shipped: the shipped weights unchanged, their card with tta [vflip], A's all-fold threshold and
-    A's cross-validated figures (`cv_mammography.write_card`, as the CV driver publishes)."""
-    import shutil
-
-    from cv_mammography import write_card
-
-    from napari_lesionseg.core.models.card import ModelCard
-
-    shipped = ModelCard.read(models_dir / "mammography-mass.json")
-    work.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shipped.weights_path, work / "mammography-mass.safetensors")
-    final = shipped.to_dict()
-    final["tta"] = ["vflip"]
-    (work / "mammography-mass.json").write_text(json.dumps(final, indent=2) + "\n")
-    old = json.loads(committed.read_text())
-    results = copy.deepcopy(a)
-    for key, fold in results["folds"].items():  # the fold models are the reference's: their training minutes
-        fold["minutes"] = ref["folds"][key]["minutes"]
-    results["final"] = dict(old["final"], card=str(work / "mammography-mass.json"))
-    results["baseline_cdd"] = old.get("baseline_cdd", {})
-    return write_card(results, recipe_path, models_dir)
-
-
 def dumps(res: dict) -> str:
     """The figures indented, each fold's per-image rows on one line (the file stays small and diffable)."""
     rows = res.pop("rows")
@@ -151,8 +126,6 @@ def main(argv=None) -> int:
     ap.add_argument("--seed1", help="RESULTS.json:WORK of the seed-1 recipe's CV (candidate B)")
     ap.add_argument("--rule", help="the rule as written before training (quoted in the results)")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--publish", metavar="MODELS_DIR",
-                    help="if the verdict ships A: write mammography-mass's card (tta, threshold, figures) there")
     args = ap.parse_args(argv)
 
     from napari_lesionseg.core.models.ensemble import combine
@@ -193,10 +166,6 @@ def main(argv=None) -> int:
         if key in res:
             print(key, json.dumps(res[key]))
     print("verdict:", json.dumps(res["verdict"]))
-    if args.publish and res["verdict"]["ship"] == "A":
-        print("published", publish_flips(a, ref, REPO / "benchmarks/cv_mammography_results.json",
-                                         "models/mammography-mass.yaml", Path(args.publish),
-                                         Path(tempfile.mkdtemp(prefix="mammo-flips-"))))
     return 0
 
 

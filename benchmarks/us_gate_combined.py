@@ -11,22 +11,21 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from us_gate_cv import held_out_classifier  # noqa: E402
+
 
 def combine(raw_rows: list[dict], cv_dir: Path) -> dict:
-    cv = json.loads((cv_dir / "cv.json").read_text())
-    t_of_fold = {f["fold"]: f["gate_threshold"] for f in cv["per_fold"]}
-    held = {}
-    for k in t_of_fold:
-        with open(cv_dir / f"fold{k}" / "probs.csv") as f:
-            held.update({r["name"]: (float(r["p_normal"]), k) for r in csv.DictReader(f)})
+    held, t_of_fold = held_out_classifier(cv_dir)
     out = {"raw": {"fp": 0, "dice": [], "misses": 0}, "gated": {"fp": 0, "dice": [], "misses": 0},
            "n_lesion_free": 0, "n_lesion": 0, "lesions_suppressed": 0, "lesion_free_suppressed": 0}
     for r in raw_rows:
-        p, k = held[r["name"]]
+        k, p = held[r["name"]]
         suppressed = p > t_of_fold[k]
         if r["has_lesion"] == "True":
             out["n_lesion"] += 1

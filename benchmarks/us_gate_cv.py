@@ -32,14 +32,23 @@ T2_GRID = {"max_prob": [0.0] + [float(round(x, 3)) for x in np.arange(0.55, 0.99
            "mean_prob_in_mask": [0.0] + [float(round(x, 3)) for x in np.arange(0.55, 0.951, 0.02)]}
 
 
+def held_out_classifier(classifier_dir: Path) -> tuple[dict[str, tuple[int, float]], dict[int, float]]:
+    """What the classifier's CV wrote (scripts/train_us_classifier.py, cv_us_classifier.py): image name -> (its
+    held-out fold, P(normal) from the fold model that never saw it), and fold -> its gate threshold (chosen on the
+    other folds)."""
+    folder = Path(classifier_dir)
+    t_fold = {p["fold"]: p["gate_threshold"] for p in json.loads((folder / "cv.json").read_text())["per_fold"]}
+    p_normal = {}
+    for k in t_fold:
+        with open(folder / f"fold{k}" / "probs.csv") as f:
+            p_normal |= {r["name"]: (k, float(r["p_normal"])) for r in csv.DictReader(f)}
+    return p_normal, t_fold
+
+
 def load_rows(cv_json: Path, classifier_dir: Path) -> list[dict]:
     """Every held-out image with its fold, segmentation figures and held-out P(normal)."""
     cv = json.loads(Path(cv_json).read_text())
-    p_normal = {}
-    for k in range(5):
-        with open(Path(classifier_dir) / f"fold{k}" / "probs.csv") as f:
-            for r in csv.DictReader(f):
-                p_normal[r["name"]] = (int(r["fold"]), float(r["p_normal"]))
+    p_normal, _ = held_out_classifier(classifier_dir)
     rows = []
     for key, fold in cv["folds"].items():
         k = int(key.removeprefix("fold"))
@@ -111,7 +120,7 @@ def three_rules(rows: list[dict], classifier_dir: Path) -> dict:
     """The rules none / p_normal (each fold at the classifier CV's threshold for it) / mask (nested), per fold and
     pooled."""
     cls_cv = json.loads((Path(classifier_dir) / "cv.json").read_text())
-    t_fold = {p["fold"]: p["gate_threshold"] for p in cls_cv["per_fold"]}
+    _, t_fold = held_out_classifier(classifier_dir)
     others = lambda k: [r for r in rows if r["fold"] != k]  # noqa: E731
     return {"none": per_fold_and_pooled(rows, lambda k: {"t1": 1.01}),
             "p_normal": per_fold_and_pooled(rows, lambda k: {"t1": t_fold[k]}),

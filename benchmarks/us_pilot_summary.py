@@ -13,7 +13,6 @@ are also gated by the held-out P(normal) at each fold's leave-fold-out threshold
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from us_gate_cv import MISS_DICE, outcome  # noqa: E402
+from us_gate_cv import MISS_DICE, held_out_classifier, outcome  # noqa: E402
 
 
 def summary(rows: list[dict]) -> dict:
@@ -35,12 +34,8 @@ def summary(rows: list[dict]) -> dict:
 
 def gate(rows: list[dict], classifier: Path) -> np.ndarray:
     """Each row gated by its held-out P(normal) above its fold's threshold (chosen on the other folds)."""
-    t = {p["fold"]: p["gate_threshold"] for p in json.loads((classifier / "cv.json").read_text())["per_fold"]}
-    p_normal = {}
-    for k in {r["fold"] for r in rows}:
-        with open(classifier / f"fold{k}" / "probs.csv") as f:
-            p_normal |= {r["name"]: float(r["p_normal"]) for r in csv.DictReader(f)}
-    return np.array([p_normal[r["name"]] > t[r["fold"]] for r in rows])
+    p_normal, t = held_out_classifier(classifier)
+    return np.array([p_normal[r["name"]][1] > t[r["fold"]] for r in rows])
 
 
 def main(argv=None) -> int:
