@@ -45,10 +45,26 @@ REPEAT = {"busi": 1, "mri_slices": 6, "cdd_cesm": 10, "mias": 2, "monuseg": 0.5,
 """Times each lesion of a source appears per epoch (fractions: a random share of it)."""
 
 
-def epoch_order(rng, train: list[pl.Lesion]) -> np.ndarray:
+def repeat_table(overrides: list[str]) -> dict[str, float]:
+    """REPEAT with `SOURCE=R` overrides from the command line (a source left out of a pilot: R = 0)."""
+    table = dict(REPEAT)
+    for item in overrides:
+        source, _, value = item.partition("=")
+        try:
+            r = float(value)
+        except ValueError:
+            r = -1.0
+        if source not in pl.SOURCES or r < 0:
+            raise SystemExit(f"--repeat wants SOURCE=R with SOURCE one of {', '.join(pl.SOURCES)} and R >= 0, "
+                             f"not {item!r}")
+        table[source] = r
+    return table
+
+
+def epoch_order(rng, train: list[pl.Lesion], repeat: dict[str, float] = REPEAT) -> np.ndarray:
     idx = []
     for i, les in enumerate(train):
-        r = REPEAT.get(les.source, 1)
+        r = repeat.get(les.source, 1)
         idx += [i] * int(r) + ([i] if rng.random() < r - int(r) else [])
     return rng.permutation(np.array(idx))
 
@@ -64,7 +80,10 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", action="append", default=[], metavar="SOURCE=R",
+                    help="times each lesion of SOURCE appears per epoch instead of REPEAT's (0 leaves it out)")
     args = ap.parse_args()
+    repeat = repeat_table(args.repeat)
 
     import torch
 
@@ -82,18 +101,19 @@ def main():
         train = [l for l in lesions if l.source not in pl.REPORTED or folds[l.patient] != args.fold]
     else:
         train = lesions
+    train = [l for l in train if repeat.get(l.source, 1) > 0]
     counts = {s: sum(l.source == s for l in train) for s in pl.SOURCES}
     print(f"{len(train)} training lesions {counts} ({time.time() - t0:.0f} s to load)", flush=True)
 
     net = build_prompt_network(in_channels=len(PROMPT_CHANNELS))
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    per_epoch = len(epoch_order(np.random.default_rng(0), train))
+    per_epoch = len(epoch_order(np.random.default_rng(0), train, repeat))
     steps = args.steps or args.epochs * int(np.ceil(per_epoch / args.batch)) + args.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
     done = ep = 0
     while (done < args.steps) if args.steps else (ep < args.epochs):
         net.train()
-        order = epoch_order(rng, train)
+        order = epoch_order(rng, train, repeat)
         tot = 0.0
         for i in range(0, len(order), args.batch):
             if args.steps and done >= args.steps:
@@ -116,7 +136,8 @@ def main():
     save_weights(net, out / f"{NAME}.safetensors")
     held = f"patients of fold {args.fold} of {args.folds} held out" if args.folds > 1 else "all patients"
     recipe = f"scripts/train_line_model.py --folds {args.folds}" + (
-        f" --fold {args.fold}" if args.folds > 1 else "") + (f" --steps {args.steps}" if args.steps else f" --epochs {args.epochs}")
+        f" --fold {args.fold}" if args.folds > 1 else "") + (f" --steps {args.steps}" if args.steps else f" --epochs {args.epochs}") + (
+        "".join(f" --repeat {r}" for r in args.repeat)) + (f" --seed {args.seed}" if args.seed else "")
     card = {
         "name": NAME, "modality": "any", "kind": "prompt", "architecture": "TinyUNet", "encoder": "none",
         "in_channels": len(PROMPT_CHANNELS), "input_kind": "prompt",

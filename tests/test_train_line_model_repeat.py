@@ -1,0 +1,36 @@
+"""`scripts/train_line_model.py --repeat SOURCE=R`: a pilot can leave a source out (R = 0) or change how often its
+lesions are drawn, and a misspelt source stops the run before it trains."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from conftest import load_repo_script
+
+
+@pytest.fixture(scope="module")
+def tlm():
+    return load_repo_script("scripts/train_line_model.py")
+
+
+def test_repeat_overrides_only_the_named_source(tlm):
+    table = tlm.repeat_table(["mri_slices=0", "cdd_cesm=2.5"])
+    assert table["mri_slices"] == 0 and table["cdd_cesm"] == 2.5 and table["busi"] == tlm.REPEAT["busi"]
+    assert tlm.REPEAT["mri_slices"] == 6  # the shipped recipe's table is untouched
+
+
+def test_a_source_at_zero_is_never_drawn(tlm):
+    lesions = [SimpleNamespace(source=s) for s in ("busi", "mri_slices", "busi", "mri_slices", "cdd_cesm")]
+    order = tlm.epoch_order(np.random.default_rng(0), lesions, tlm.repeat_table(["mri_slices=0"]))
+    drawn = {lesions[i].source for i in order}
+    assert "mri_slices" not in drawn and {"busi", "cdd_cesm"} <= drawn
+    assert sum(lesions[i].source == "mri_slices" for i in tlm.epoch_order(np.random.default_rng(0), lesions)) == 12
+
+
+@pytest.mark.parametrize("bad", ["ispy=0", "mri_slices", "mri_slices=", "mri_slices=x", "busi=-1"])
+def test_an_unknown_source_or_missing_value_stops_the_run(tlm, bad):
+    with pytest.raises(SystemExit, match="SOURCE=R"):
+        tlm.repeat_table([bad])
