@@ -28,6 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
     ({"hard_pixel_fraction": 1.0}, "hard_pixel_fraction"),
     ({"hard_pixel_fraction": "1%"}, "hard_pixel_fraction"),
     ({"hard_pixel_images": "normals"}, "hard_pixel_images"),
+    ({"hard_pixel_weight": 0}, "hard_pixel_weight"),
+    ({"hard_pixel_weight": "low"}, "hard_pixel_weight"),
 ])
 def test_bad_values_are_refused_with_the_option_named(bad, word):
     with pytest.raises(LesionSegError, match=word):

@@ -200,6 +200,10 @@ def test_hard_pixel_term_on_lesion_free_images_only_leaves_a_lesion_images_loss_
     assert float(every[1]) > float(plain[1]) + 0.1
     with pytest.raises(Exception, match="hard_pixel_images"):
         compute_loss("bce_image_dice", logits, y, hard_pixel_fraction=0.01, hard_pixel_images="normals")
+    _, quarter = compute_loss("bce_image_dice", logits, y, hard_pixel_fraction=0.01,
+                              hard_pixel_images="lesion_free", hard_pixel_weight=0.25)
+    assert float(quarter[0] - plain[0]) == pytest.approx(0.25 * float(hard[0]), rel=1e-4)  # the weight scales it
+    assert float(quarter[1]) == pytest.approx(float(plain[1]), rel=1e-6)
 
 
 def test_validation_split_never_puts_a_busi_duplicate_group_on_both_sides():

@@ -128,6 +128,8 @@ class TrainConfig:
     hard_pixel_images: str = "all"
     """Which images the hard-pixel term charges: all, or lesion_free (only images without lesion: false regions on
     normal images, not a lesion's uncertain border)."""
+    hard_pixel_weight: float = 1.0
+    """The hard-pixel term's weight beside the main loss (1: as added since it exists; below 1 a milder push)."""
     augment: list[str] = field(default_factory=lambda: ["flip", "affine", "intensity"])
     """flip, rot90, affine (rotation/scale/shift), intensity (gamma, contrast, noise), stain (per-channel colour
     jitter), hed (H&E stain amounts in optical density), speckle (multiplicative noise), resolution (blur by down-
@@ -192,6 +194,9 @@ class TrainConfig:
         if not (isinstance(self.hard_pixel_fraction, (int, float)) and not isinstance(self.hard_pixel_fraction, bool)
                 and 0.0 <= self.hard_pixel_fraction <= 0.5):
             problems.append(f"hard_pixel_fraction must lie in [0, 0.5], not {self.hard_pixel_fraction!r}")
+        if not (isinstance(self.hard_pixel_weight, (int, float)) and not isinstance(self.hard_pixel_weight, bool)
+                and 0.0 < self.hard_pixel_weight <= 10.0):
+            problems.append(f"hard_pixel_weight must lie in (0, 10], not {self.hard_pixel_weight!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             problems.append(f"ema_decay must lie in [0, 1), not {self.ema_decay!r}")
         if not isinstance(self.tag_weights, dict) or not all(

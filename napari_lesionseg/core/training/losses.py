@@ -97,11 +97,12 @@ HARD_PIXEL_IMAGES = ("all", "lesion_free")
 
 
 def compute_loss(name: str, logits: torch.Tensor, y: torch.Tensor, hard_pixel_fraction: float = 0.0,
-                 hard_pixel_images: str = "all") -> tuple[torch.Tensor, torch.Tensor]:
+                 hard_pixel_images: str = "all", hard_pixel_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean loss and a per-example loss (used for hard-negative mining); with `hard_pixel_fraction` > 0 each
     image's hardest-pixel cross-entropy (`hard_pixel_term`) is added to both: on every image, or with
     `hard_pixel_images="lesion_free"` only on images without lesion, so a false region on a normal image is
-    charged while a lesion's uncertain border (where the term on every image teaches the network to hedge) is not."""
+    charged while a lesion's uncertain border (where the term on every image teaches the network to hedge) is not.
+    `hard_pixel_weight` scales the term."""
     if hard_pixel_images not in HARD_PIXEL_IMAGES:
         raise LesionSegError(f"hard_pixel_images must be one of {', '.join(HARD_PIXEL_IMAGES)}, "
                              f"not {hard_pixel_images!r}.")
@@ -110,6 +111,7 @@ def compute_loss(name: str, logits: torch.Tensor, y: torch.Tensor, hard_pixel_fr
         hard = hard_pixel_term(logits, y, hard_pixel_fraction)
         if hard_pixel_images == "lesion_free":
             hard = hard * ((y > 0).flatten(1).sum(dim=1) == 0).to(hard.dtype)
+        hard = hard * hard_pixel_weight
         return loss + hard.mean(), per + hard.detach()
     return loss, per
 

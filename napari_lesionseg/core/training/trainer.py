@@ -407,7 +407,8 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
             logits = self.model(x)
         loss, per_example = compute_loss(self.cfg.loss, logits.float(), y,  # the loss in fp32
-                                          self.cfg.hard_pixel_fraction, self.cfg.hard_pixel_images)
+                                          self.cfg.hard_pixel_fraction, self.cfg.hard_pixel_images,
+                                          self.cfg.hard_pixel_weight)
         self.opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
