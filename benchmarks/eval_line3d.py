@@ -99,6 +99,21 @@ def segment(vol, sp, outline, k, a, b, prompt: str, method: str, model: str | No
     return prompts.click_to_mask(vol, (k, *centre), spacing=sp, method=method, modality="mri")
 
 
+def segmented_volumes(prompt: str, method: str, model: str | None = None):
+    """Per volume (name, volume, spacing, label or Duke box, [(3D mask, seconds)] per prompt; the reference first)."""
+    for name, vol, sp, lab, z, p0, p1 in volumes():
+        labelled = name != "duke_153"
+        todo = prompts(vol.shape, sp, lab, z, p0, p1, labelled)
+        if prompt != "line":  # jittering a box or click is not a reader's error model: the slices only
+            todo = [todo[0]] + todo[7:]
+        rows = []
+        for k, a, b in todo:
+            t = time.time()
+            m = segment(vol, sp, lab[k] if labelled else None, k, a, b, prompt, method, model)
+            rows.append((m, time.time() - t))
+        yield name, vol, sp, lab, rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--method", default="auto")
@@ -107,16 +122,8 @@ def main():
                                     "modality gets (prompt_unet)")
     args = ap.parse_args()
     print(f"3D {args.prompt} → mask, method {args.method}" + (f", lines by {args.model}" if args.model else ""))
-    for name, vol, sp, lab, z, p0, p1 in volumes():
+    for name, vol, sp, lab, rows in segmented_volumes(args.prompt, args.method, args.model):
         labelled = name != "duke_153"
-        rows = []
-        todo = prompts(vol.shape, sp, lab, z, p0, p1, labelled)
-        if args.prompt != "line":  # jittering a box or click is not a reader's error model: the slices only
-            todo = [todo[0]] + todo[7:]
-        for k, a, b in todo:
-            t = time.time()
-            m = segment(vol, sp, lab[k] if labelled else None, k, a, b, args.prompt, args.method, args.model)
-            rows.append((m, time.time() - t))
         m = rows[0][0]
         secs = np.array([r[1] for r in rows])
         if labelled:

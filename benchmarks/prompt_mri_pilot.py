@@ -50,18 +50,14 @@ def network_dir(directory: str | None):
 
 def volumes_3d(prompt: str) -> dict:
     """Per volume: Dice of the reference prompt and the mean over all prompts (Duke: share inside the box, mL)."""
-    from eval_line3d import prompts, segment, volumes
+    from eval_line3d import segmented_volumes
 
     from napari_lesionseg.core.metrics import dice
 
     out = {}
-    for name, vol, sp, lab, z, p0, p1 in volumes():
-        labelled = name != "duke_153"
-        todo = prompts(vol.shape, sp, lab, z, p0, p1, labelled)
-        if prompt != "line":
-            todo = [todo[0]] + todo[7:]
-        masks = [segment(vol, sp, lab[k] if labelled else None, k, a, b, prompt, "auto") for k, a, b in todo]
-        if labelled:
+    for name, _, sp, lab, rows in segmented_volumes(prompt, "auto"):
+        masks = [m for m, _ in rows]
+        if name != "duke_153":
             scores = [float(dice(m, lab)) for m in masks]
             out[name] = {"reference": round(scores[0], 4), "mean_over_prompts": round(float(np.mean(scores)), 4),
                          "prompts": len(scores)}
