@@ -18,8 +18,8 @@ contrast, noise, blur and a lower resolution are jittered. Small sources are rep
 about as many non-ultrasound as ultrasound lesions (`REPEAT`). Cross-validation splits by patient
 (`prompt_lesions.assign_folds`); sources that are never reported (MIAS disks, nuclei, Duke) train every fold.
 
-    python scripts/train_line_model.py --fold 0 --folds 2 --out /tmp/prompt_cv/f0   # cross-validation model
-    python scripts/train_line_model.py --folds 1 --steps 1030 --out models/line_prompt  # shipped model, all patients
+    python scripts/train_line_model.py --fold 0 --folds 2 --epochs 25 --out /tmp/prompt_cv/f0   # cross-validation model
+    python scripts/train_line_model.py --folds 1 --steps 1050 --out models/line_prompt  # shipped model, all patients
 
 The shipped model takes as many optimiser steps as a fold model (`--steps`: the fold's 25 epochs of about 660
 samples, batch 16), so the recipe measured by cross-validation is the one shipped, on twice the patients.
@@ -69,6 +69,30 @@ def epoch_order(rng, train: list[pl.Lesion], repeat: dict[str, float] = REPEAT) 
     return rng.permutation(np.array(idx))
 
 
+def total_steps(train: list[pl.Lesion], repeat: dict[str, float], batch: int, epochs: int,
+                steps: int | None = None) -> int:
+    """Optimiser steps of the one-cycle schedule: `steps`, else `epochs` of seed 0's epoch length plus one step
+    per epoch of slack (fractional repeats make each epoch's length random)."""
+    per_epoch = len(epoch_order(np.random.default_rng(0), train, repeat))
+    return steps or epochs * int(np.ceil(per_epoch / batch)) + epochs
+
+
+def batches(rng, train: list[pl.Lesion], repeat: dict[str, float], batch: int, steps: int, epochs: int | None):
+    """(False, lesion indices) per optimiser step and (True, None) at each epoch's end, for `epochs` epochs
+    (None: until `steps`), never more than `steps` steps: a seed whose epochs run longer than seed 0's stops at
+    the schedule's end instead of stepping past it (session 23: seed 1 crashed at step 1051 of 1050)."""
+    done = ep = 0
+    while done < steps and (epochs is None or ep < epochs):
+        order = epoch_order(rng, train, repeat)
+        for i in range(0, len(order), batch):
+            if done >= steps:
+                break
+            done += 1
+            yield False, order[i:i + batch]
+        ep += 1
+        yield True, None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--fold", type=int, default=0, help="fold held out for validation")
@@ -107,29 +131,27 @@ def main():
 
     net = build_prompt_network(in_channels=len(PROMPT_CHANNELS))
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    per_epoch = len(epoch_order(np.random.default_rng(0), train, repeat))
-    steps = args.steps or args.epochs * int(np.ceil(per_epoch / args.batch)) + args.epochs
+    steps = total_steps(train, repeat, args.batch, args.epochs, args.steps)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
     done = ep = 0
-    while (done < args.steps) if args.steps else (ep < args.epochs):
+    tot = n_seen = 0.0
+    for ep_end, idx in batches(rng, train, repeat, args.batch, steps, None if args.steps else args.epochs):
+        if ep_end:
+            ep += 1
+            print(f"epoch {ep:3d} step {done} loss {tot / max(n_seen, 1):.4f}  [{time.time() - t0:.0f} s]", flush=True)
+            tot = n_seen = 0.0
+            continue
         net.train()
-        order = epoch_order(rng, train, repeat)
-        tot = 0.0
-        for i in range(0, len(order), args.batch):
-            if args.steps and done >= args.steps:
-                order = order[:i]
-                break
-            xs, ys = zip(*(make_sample(rng, train[j]) for j in order[i:i + args.batch]))
-            x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
-            loss = prompt_loss(net(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            done += 1
-            tot += float(loss.detach()) * len(xs)
-        ep += 1
-        print(f"epoch {ep:3d} step {done} loss {tot / max(len(order), 1):.4f}  [{time.time() - t0:.0f} s]", flush=True)
+        xs, ys = zip(*(make_sample(rng, train[j]) for j in idx))
+        x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+        loss = prompt_loss(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        done += 1
+        tot += float(loss.detach()) * len(xs)
+        n_seen += len(xs)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

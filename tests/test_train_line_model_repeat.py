@@ -34,3 +34,29 @@ def test_a_source_at_zero_is_never_drawn(tlm):
 def test_an_unknown_source_or_missing_value_stops_the_run(tlm, bad):
     with pytest.raises(SystemExit, match="SOURCE=R"):
         tlm.repeat_table([bad])
+
+
+def _lesions():
+    return [SimpleNamespace(source=s) for s in ["busi"] * 30 + ["monuseg"] * 216 + ["cdd_cesm"] * 3]
+
+
+def test_epochs_never_step_past_the_schedule_whatever_the_seed(tlm):
+    """Fractional repeats (monuseg 0.5) make each epoch's length random: the schedule is sized on seed 0's epoch
+    plus one step per epoch, and a seed whose epochs run longer stops at the schedule's end (seed 1 of the prompt
+    network crashed at step 1051 of 1050 before this)."""
+    train = _lesions()
+    steps = tlm.total_steps(train, tlm.REPEAT, 16, 25)
+    for seed in range(12):
+        out = list(tlm.batches(np.random.default_rng(seed), train, tlm.REPEAT, 16, steps, 25))
+        n_steps = sum(not end for end, _ in out)
+        assert n_steps <= steps
+        assert sum(end for end, _ in out) <= 25
+        assert n_steps == steps or sum(end for end, _ in out) == 25
+    assert any(sum(not e for e, _ in tlm.batches(np.random.default_rng(s), train, tlm.REPEAT, 16, 10 ** 6, 25))
+               > steps for s in range(12))  # without the cap, some seeds would have stepped past the schedule
+
+
+def test_steps_mode_runs_exactly_the_steps_it_was_given(tlm):
+    out = list(tlm.batches(np.random.default_rng(0), _lesions(), tlm.REPEAT, 16, 37, None))
+    assert sum(not end for end, _ in out) == 37 and out[-1] == (True, None)
+    assert all(len(idx) <= 16 for end, idx in out if not end)

@@ -138,7 +138,7 @@ def _load_card(path: str, mtime_ns: int):
     built from `core.models` and its safetensors loaded with the shape checks every model gets."""
     from ..models.build import load_state, load_weights_into
     from ..models.card import ModelCard
-    from ..models.prompt_net import DEFAULT_CHANNELS, build_prompt_network
+    from ..models.prompt_net import DEFAULT_CHANNELS, build_prompt_model
 
     card = ModelCard.read(path)
     if card.kind != "prompt":
@@ -148,7 +148,7 @@ def _load_card(path: str, mtime_ns: int):
     wp = card.weights_path
     if wp is None or not wp.exists():
         raise LesionSegError(f"The prompt network {card.name!r}: weights file {wp} is missing.")
-    net = build_prompt_network(tuple(raw.get("channels", DEFAULT_CHANNELS)), card.in_channels)
+    net = build_prompt_model(card.in_channels, tuple(raw.get("channels", DEFAULT_CHANNELS)), card.members)
     load_weights_into(net, load_state(wp), f"Prompt network {card.name}")
     net.eval()
     return net, raw
@@ -188,8 +188,9 @@ def model_card() -> dict:
 
 
 def predict_frames(inputs: np.ndarray, name: str | None = None, tta: bool = True) -> np.ndarray:
-    """(N, C, S, S) inputs → (N, S, S) lesion probabilities, averaged with the mirror image (prompt unchanged)
-    and, for a network trained on both polarities (card `tta` has "invert"), with the inverted image.
+    """(N, C, S, S) inputs → (N, S, S) lesion probabilities, averaged over the card's test-time views: the mirror
+    image across the line (prompt unchanged; card `tta` has "mirror", or no `tta` at all) and, for a network trained
+    on both polarities ("invert"), the inverted image.
     tta=False: one plain pass (a quick look, e.g. the size search of a click)."""
     import torch
 
@@ -203,14 +204,16 @@ def predict_frames(inputs: np.ndarray, name: str | None = None, tta: bool = True
             if not tta:
                 return torch.sigmoid(net(x))[:, 0].numpy()
             views = [x]
-            if "invert" in card.get("tta", ()):
+            tta = card.get("tta", ["mirror"])  # a card without the field: the first network, always mirrored
+            if "invert" in tta:
                 inv = x.clone()
                 inv[:, 0] = 1 - inv[:, 0]
                 views.append(inv)
-            views += [v.flip(-2) for v in views]  # and mirrored across the line
+            n_plain = len(views)
+            if "mirror" in tta:
+                views += [v.flip(-2) for v in views]  # mirrored across the line
             p = torch.sigmoid(net(torch.cat(views))).split(len(x))
-            half = len(p) // 2
-            p = (sum(p[:half]) + sum(q.flip(-2) for q in p[half:])) / len(p)
+            p = (sum(p[:n_plain]) + sum(q.flip(-2) for q in p[n_plain:])) / len(p)
     finally:
         torch.set_num_threads(threads)
     return p[:, 0].numpy()

@@ -40,10 +40,10 @@ def build_network(card: ModelCard) -> torch.nn.Module:
     card of that architecture."""
     import segmentation_models_pytorch as smp
 
-    from .prompt_net import ARCHITECTURE as PROMPT_ARCHITECTURE, build_prompt_network
+    from .prompt_net import ARCHITECTURE as PROMPT_ARCHITECTURE, build_prompt_model
 
     if card.architecture == PROMPT_ARCHITECTURE:
-        return build_prompt_network(in_channels=card.in_channels)
+        return build_prompt_model(card.in_channels, members=card.members)
 
     kwargs = dict(
         encoder_name=card.encoder,

@@ -49,3 +49,35 @@ def combine(cards: list[ModelCard], name: str, weight_storage: str = "int8") -> 
     if weight_storage == "int8":
         round_to_int8(net)
     return net, card
+
+
+PROMPT_MUST_MATCH = ("in_channels", "channels", "prompt_channels", "frame_size", "normalisation", "tta", "prompts")
+"""Fields every member of a prompt ensemble must share (one input frame, one way to run)."""
+
+
+def combine_prompt(card_paths: list, name: str) -> tuple[Ensemble, dict]:
+    """Prompt networks (card paths) as one prompt card with `members: N`: (the `Ensemble`, its card dict, weights
+    kept as stored, fp16). The first member's card is the base; metrics are left to the caller."""
+    import json
+    from pathlib import Path
+
+    from ..annotations.line_model import load_line_model
+
+    if len(card_paths) < 2:
+        raise LesionSegError("An ensemble needs at least two prompt networks.")
+    loaded = [load_line_model(Path(p).stem, str(Path(p).parent)) for p in card_paths]
+    raws = [json.loads(Path(p).read_text()) for p in card_paths]
+    for p, raw in zip(card_paths[1:], raws[1:]):
+        differ = [f for f in PROMPT_MUST_MATCH if raw.get(f) != raws[0].get(f)]
+        if differ:
+            raise LesionSegError(f"Prompt networks {card_paths[0]} and {p} differ in {', '.join(differ)}; "
+                                 "an ensemble's members need one architecture and one input.")
+    members = [copy.deepcopy(m) for net, _ in loaded for m in getattr(net, "members", [net])]
+    card = dict(raws[0], name=name, weights=f"{name}.safetensors", members=len(members), weight_storage="fp16",
+                metrics={}, date=_dt.date.today().isoformat(),
+                recipe=" + ".join(r.get("recipe", r["name"]) for r in raws) + ", probabilities averaged "
+                       "(scripts/combine_prompt_networks.py)",
+                member_seeds=[r.get("seed") for r in raws])
+    for k in ("train_seconds", "epochs", "steps", "seed"):
+        card.pop(k, None)
+    return Ensemble(members).eval(), card

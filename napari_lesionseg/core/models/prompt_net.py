@@ -56,3 +56,15 @@ class TinyUNet(nn.Module):
 
 def build_prompt_network(channels=DEFAULT_CHANNELS, in_channels: int = 2) -> TinyUNet:
     return TinyUNet(tuple(channels), in_channels)
+
+
+def build_prompt_model(in_channels: int, channels=DEFAULT_CHANNELS, members: int = 1) -> nn.Module:
+    """What a prompt card describes: one TinyUNet, or for a card with `members: N` an `Ensemble` of N of them
+    whose probabilities are averaged (same forward(), so prompting, 3D and fine-tuning need no special case)."""
+    from ..errors import LesionSegError
+    from .build import Ensemble
+
+    if int(members) < 1:
+        raise LesionSegError(f"A prompt network needs at least one member, not {members}.")
+    nets = [build_prompt_network(channels, in_channels) for _ in range(int(members))]
+    return nets[0] if len(nets) == 1 else Ensemble(nets)
