@@ -10,7 +10,6 @@ Writes DIR/prompt_unet.safetensors then DIR/prompt_unet.json, each atomically; t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -29,9 +28,8 @@ def main(argv=None) -> int:
                     help="test-time views of the combined card (default: the members'; none = one pass each)")
     args = ap.parse_args(argv)
 
-    from napari_lesionseg.core.io.atomic import atomic_path, write_text_atomic
-    from napari_lesionseg.core.models.build import save_weights
     from napari_lesionseg.core.models.ensemble import combine_prompt
+    from napari_lesionseg.core.training.prompt_finetune import write_prompt_files
 
     out = Path(args.out)
     try:
@@ -44,9 +42,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / card["weights"]) as tmp:
-        save_weights(net, tmp)
-    write_text_atomic(out / f"{args.name}.json", json.dumps(card, indent=2))
+    write_prompt_files(net, card, out)
     print(f"wrote {out / (args.name + '.json')} ({card['members']} members)")
     return 0
 

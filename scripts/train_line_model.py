@@ -135,13 +135,13 @@ def main():
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
     done = ep = 0
     tot = n_seen = 0.0
+    net.train()
     for ep_end, idx in batches(rng, train, repeat, args.batch, steps, None if args.steps else args.epochs):
         if ep_end:
             ep += 1
             print(f"epoch {ep:3d} step {done} loss {tot / max(n_seen, 1):.4f}  [{time.time() - t0:.0f} s]", flush=True)
             tot = n_seen = 0.0
             continue
-        net.train()
         xs, ys = zip(*(make_sample(rng, train[j]) for j in idx))
         x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
         loss = prompt_loss(net(x), y)

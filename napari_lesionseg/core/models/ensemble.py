@@ -58,7 +58,6 @@ PROMPT_MUST_MATCH = ("in_channels", "channels", "prompt_channels", "frame_size",
 def combine_prompt(card_paths: list, name: str) -> tuple[Ensemble, dict]:
     """Prompt networks (card paths) as one prompt card with `members: N`: (the `Ensemble`, its card dict, weights
     kept as stored, fp16). The first member's card is the base; metrics are left to the caller."""
-    import json
     from pathlib import Path
 
     from ..annotations.line_model import load_line_model
@@ -66,7 +65,7 @@ def combine_prompt(card_paths: list, name: str) -> tuple[Ensemble, dict]:
     if len(card_paths) < 2:
         raise LesionSegError("An ensemble needs at least two prompt networks.")
     loaded = [load_line_model(Path(p).stem, str(Path(p).parent)) for p in card_paths]
-    raws = [json.loads(Path(p).read_text()) for p in card_paths]
+    raws = [raw for _, raw in loaded]
     for p, raw in zip(card_paths[1:], raws[1:]):
         differ = [f for f in PROMPT_MUST_MATCH if raw.get(f) != raws[0].get(f)]
         if differ:

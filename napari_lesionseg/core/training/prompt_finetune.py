@@ -212,14 +212,25 @@ def _finetuned_card(base: dict, name: str, lesions: list[Lesion], steps: int, lr
     return card
 
 
+def write_prompt_files(net, card: dict, folder: Path) -> Path:
+    """`card["weights"]` then `<name>.json` in `folder`, each written atomically (the card last, so a half-written
+    network is never listed); the card must read back as a `ModelCard` before anything is written."""
+    from ..models.build import save_weights
+    from ..models.card import ModelCard
+    from ..io.atomic import atomic_path, write_text_atomic
+
+    ModelCard.from_dict(card)
+    with atomic_path(folder / card["weights"]) as tmp:  # the project's one atomic writer (core/io/atomic.py)
+        save_weights(net, tmp)
+    return write_text_atomic(folder / f"{card['name']}.json", json.dumps(card, indent=2))
+
+
 def publish_prompt_model(net, card: dict, output_dir: str | Path | None = None,
                          notify: bool = True) -> "ModelCard":  # noqa: F821
     """Weights then card, each written atomically, under a name no other model has (the card last, so a half-written
     model is never listed); the registry's listeners are told."""
-    from ..models.build import save_weights
     from ..models.card import ModelCard
     from ..models.registry import default_registry, user_prompt_dir
-    from ..io.atomic import atomic_path, write_text_atomic
 
     registry = default_registry()
     out = Path(output_dir) if output_dir else user_prompt_dir()
@@ -228,10 +239,7 @@ def publish_prompt_model(net, card: dict, output_dir: str | Path | None = None,
     while (out / f"{name}.json").exists() or (out / f"{name}.safetensors").exists():
         name = registry.unique_name(name + "-new")
     card = dict(card, name=name, weights=f"{name}.safetensors")
-    ModelCard.from_dict(card)  # the card must read back before anything is written
-    with atomic_path(out / card["weights"]) as tmp:  # the project's one atomic writer (core/io/atomic.py)
-        save_weights(net, tmp)
-    write_text_atomic(out / f"{name}.json", json.dumps(card, indent=2))
+    write_prompt_files(net, card, out)
     if notify:
         registry.notify(name)
     return ModelCard.read(out / f"{name}.json")
