@@ -82,11 +82,14 @@ def fold_rows(k: int, card: str, names: set[str], prompt_cv: Path) -> list[dict]
 
 
 def summary(rows: list[dict]) -> dict:
+    """Per variant, as cv_ultrasound_lesion.py counts: mean Dice over lesion images, misses, normals with a region."""
+    from napari_lesionseg.core.evaluate import MISS_DICE
+
     les = [r for r in rows if r["has_lesion"]]
     out = {"n_lesion": len(les), "n_normal": len(rows) - len(les)}
     for v in VARIANTS:
         d = np.array([r[f"{v}_dice"] for r in les])
-        out[v] = {"mean_dice": round(float(d.mean()), 4), "misses": int((d < 0.1).sum()),
+        out[v] = {"mean_dice": round(float(d.mean()), 4), "misses": int((d < MISS_DICE).sum()),
                   "normals_false_region": sum(r[f"{v}_fp"] for r in rows if not r["has_lesion"])}
     return out
 

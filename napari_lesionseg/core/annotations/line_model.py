@@ -204,13 +204,13 @@ def predict_frames(inputs: np.ndarray, name: str | None = None, tta: bool = True
             if not tta:
                 return torch.sigmoid(net(x))[:, 0].numpy()
             views = [x]
-            tta = card.get("tta", ["mirror"])  # a card without the field: the first network, always mirrored
-            if "invert" in tta:
+            card_views = card.get("tta", ["mirror"])  # a card without the field: the first network, always mirrored
+            if "invert" in card_views:
                 inv = x.clone()
                 inv[:, 0] = 1 - inv[:, 0]
                 views.append(inv)
             n_plain = len(views)
-            if "mirror" in tta:
+            if "mirror" in card_views:
                 views += [v.flip(-2) for v in views]  # mirrored across the line
             p = torch.sigmoid(net(torch.cat(views))).split(len(x))
             p = (sum(p[:n_plain]) + sum(q.flip(-2) for q in p[n_plain:])) / len(p)
