@@ -106,6 +106,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", action="append", default=[], metavar="SOURCE=R",
                     help="times each lesion of SOURCE appears per epoch instead of REPEAT's (0 leaves it out)")
+    ap.add_argument("--click-context", type=float, nargs=2, metavar=("LO", "HI"),
+                    help="click frames of side 2 × diameter × U_log(LO, HI) (size-free click pilot; default: the "
+                         "diameter × 2·exp(N(0, 0.3)))")
     args = ap.parse_args()
     repeat = repeat_table(args.repeat)
 
@@ -142,7 +145,7 @@ def main():
             print(f"epoch {ep:3d} step {done} loss {tot / max(n_seen, 1):.4f}  [{time.time() - t0:.0f} s]", flush=True)
             tot = n_seen = 0.0
             continue
-        xs, ys = zip(*(make_sample(rng, train[j]) for j in idx))
+        xs, ys = zip(*(make_sample(rng, train[j], click_context=args.click_context) for j in idx))
         x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
         loss = prompt_loss(net(x), y)
         opt.zero_grad()
@@ -159,7 +162,8 @@ def main():
     held = f"patients of fold {args.fold} of {args.folds} held out" if args.folds > 1 else "all patients"
     recipe = f"scripts/train_line_model.py --folds {args.folds}" + (
         f" --fold {args.fold}" if args.folds > 1 else "") + (f" --steps {args.steps}" if args.steps else f" --epochs {args.epochs}") + (
-        "".join(f" --repeat {r}" for r in args.repeat)) + (f" --seed {args.seed}" if args.seed else "")
+        "".join(f" --repeat {r}" for r in args.repeat)) + (f" --seed {args.seed}" if args.seed else "") + (
+        " --click-context {} {}".format(*args.click_context) if args.click_context else "")
     card = {
         "name": NAME, "modality": "any", "kind": "prompt", "architecture": "TinyUNet", "encoder": "none",
         "in_channels": len(PROMPT_CHANNELS), "input_kind": "prompt",

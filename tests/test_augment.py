@@ -37,3 +37,20 @@ def test_speckle_and_resolution_change_only_the_image():
     assert xa.min() >= -1 and xa.max() <= 1 and torch.isfinite(xa).all()
     changed = (xa - x).abs().mean(dim=(1, 2, 3)) > 1e-3
     assert 0 < int(changed.sum()) <= 8  # each change is applied to about half the images
+
+
+def test_depth_gain_changes_brightness_smoothly_with_depth_and_blur_softens_edges():
+    x = torch.full((16, 1, 64, 64), 0.2)  # mid-grey ([-1, 1] scale) with a sharp vertical edge
+    x[..., 32:] = -0.2
+    _, y = _batch(16)
+    gen = torch.Generator().manual_seed(5)
+    xa, ya = augment_batch(x.clone(), y.clone(), ["gain"], gen)
+    assert torch.equal(ya, y)
+    assert xa.min() >= -1 and xa.max() <= 1 and torch.isfinite(xa).all()
+    rows = xa[:, 0, :, :16].mean(-1)  # brightness per depth, left of the edge
+    gained = (rows[:, 0] - rows[:, -1]).abs() > 0.02
+    assert 0 < int(gained.sum()) < 16  # a depth profile on some images, not all
+    assert (rows.diff(dim=1).abs().max(dim=1).values < 0.05).all()  # smooth over depth: no steps
+    # gain is the same along a row, so two pixels left of the edge differ only where blur spread the edge there
+    spread = (xa[:, 0, :, 30] - xa[:, 0, :, 29]).abs().mean(-1) > 1e-3
+    assert 0 < int(spread.sum()) < 16  # a softer focus on some images, not all

@@ -1,5 +1,6 @@
 """Batch augmentation on tensors (cheap on CPU): flips, 90° turns, rotation/scale/shift, intensity, stain jitter,
-and the changes another scanner brings (speckle, resolution). `hed` perturbs H&E stain amounts in optical density
+and the changes another scanner brings (speckle, resolution; `gain`: an ultrasound scanner's depth gain and focus).
+`hed` perturbs H&E stain amounts in optical density
 (Tellez et al., Med Image Anal 58, 2019), the colour change between labs and organs that `stain`'s per-channel
 jitter barely covers."""
 
@@ -85,6 +86,8 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, kinds: list[str], gen: torch
         x01 = ((x + 1) / 2).clamp(0, 1)
         x01 = x01 * (1 + f * (g - 1))
         x = x01.clamp(0, 1) * 2 - 1
+    if "gain" in kinds:
+        x = depth_gain_and_focus(x, gen)
     if "hed" in kinds and x.shape[1] == 3:
         x = hed_jitter(x, gen, hed_sigma)
     if "stain" in kinds and x.shape[1] == 3:
@@ -93,3 +96,28 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, kinds: list[str], gen: torch
         b = (torch.rand(n, 3, 1, 1, generator=gen) * 2 - 1) * 0.08
         x = x * s + b
     return x.contiguous(), y.contiguous()
+
+
+def depth_gain_and_focus(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Another ultrasound scanner's settings: its time-gain compensation (brightness changing smoothly with depth,
+    rows from the probe at the top: a random linear and quadratic profile, up to about ×0.7–×1.4 at the ends) on
+    half the images, and a softer focus (Gaussian blur, σ 0.5–1.5 px) on a third."""
+    n, _, h, w = x.shape
+    x01 = ((x + 1) / 2).clamp(0, 1)
+    t = torch.linspace(-0.5, 0.5, h).view(1, 1, h, 1)
+    a1 = (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * 0.6
+    a2 = (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * 1.2
+    on = (torch.rand(n, 1, 1, 1, generator=gen) < 0.5).float()
+    x01 = x01 * torch.exp(on * (a1 * t + a2 * (t ** 2 - 1 / 12)))
+    blur = torch.rand(n, generator=gen) < 1 / 3
+    if blur.any():
+        sigma = float(0.5 + torch.rand(1, generator=gen))
+        r = torch.arange(-3, 4, dtype=x.dtype)
+        k = torch.exp(-r ** 2 / (2 * sigma ** 2))
+        k = k / k.sum()
+        c = x.shape[1]
+        xb = x01[blur]
+        xb = F.conv2d(F.pad(xb, (3, 3, 0, 0), mode="reflect"), k.view(1, 1, 1, 7).repeat(c, 1, 1, 1), groups=c)
+        xb = F.conv2d(F.pad(xb, (0, 0, 3, 3), mode="reflect"), k.view(1, 1, 7, 1).repeat(c, 1, 1, 1), groups=c)
+        x01[blur] = xb
+    return x01.clamp(0, 1) * 2 - 1

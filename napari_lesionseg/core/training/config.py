@@ -13,7 +13,7 @@ from .losses import HARD_PIXEL_IMAGES, LOSSES
 ARCHITECTURES = ("Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus", "PAN",
                  "UPerNet", "Segformer", "DPT")
 """segmentation_models_pytorch's architectures as its classes spell them (a test keeps the list in step with smp)."""
-AUGMENTATIONS = ("flip", "vflip", "rot90", "affine", "intensity", "stain", "hed", "speckle", "resolution")
+AUGMENTATIONS = ("flip", "vflip", "rot90", "affine", "intensity", "stain", "hed", "speckle", "resolution", "gain")
 CHOICES = {
     "modality": MODALITIES,
     "architecture": ARCHITECTURES,

@@ -71,8 +71,11 @@ def lesions_from_components(source: str, patient: str, name: str, image2d, comps
     return out
 
 
-def frame_for(rng, les: Lesion, kind: str):
-    """(LineFrame, prompt geometry for `prompt_channels`) for one prompt kind, with a reader's imprecision."""
+def frame_for(rng, les: Lesion, kind: str, click_context: tuple[float, float] | None = None):
+    """(LineFrame, prompt geometry for `prompt_channels`) for one prompt kind, with a reader's imprecision.
+
+    click_context (lo, hi): a click's frame side is the diameter × 2·U_log(lo, hi) instead of × 2·exp(N(0, 0.3)),
+    so that the network must find the lesion's extent in a frame of unknown size (the size-free click pilot)."""
     from ..annotations.frame import LineFrame
     from ..annotations.prompts import box_frame
 
@@ -94,7 +97,8 @@ def frame_for(rng, les: Lesion, kind: str):
 
     dist = ndi.distance_transform_edt(les.mask)
     c = np.array(np.unravel_index(np.argmax(dist), dist.shape), float) + rng.normal(0, 0.05 * L, 2)
-    half = 0.5 * L * np.exp(rng.normal(0, 0.3))
+    scale = np.exp(rng.uniform(*np.log(click_context))) if click_context else np.exp(rng.normal(0, 0.3))
+    half = 0.5 * L * scale
     ang = rng.uniform(0, np.pi)
     d = half * np.array([np.sin(ang), np.cos(ang)])
     return LineFrame.from_line(c - d, c + d), {"positive": [c]}
@@ -132,14 +136,16 @@ def augment_crop(rng, crop):
     return np.clip(crop, 0, 1).astype(np.float32)
 
 
-def make_sample(rng, les: Lesion, kind: str | None = None, mix=FULL_TRAINING_MIX, line_only: bool = False):
+def make_sample(rng, les: Lesion, kind: str | None = None, mix=FULL_TRAINING_MIX, line_only: bool = False,
+                click_context: tuple[float, float] | None = None):
     """(x (5, S, S), y (1, S, S)) float32: network input and lesion mask on the frame of one random prompt.
-    line_only: a line prompt in the first, line-only network's input (2, S, S): the crop and the short axis."""
+    line_only: a line prompt in the first, line-only network's input (2, S, S): the crop and the short axis.
+    click_context: see `frame_for`."""
     from ..annotations.frame import short_axis
     from ..annotations.line_model import draw_segment, normalised_crop, prompt_channels
 
     kind = "line" if line_only else (kind or rng.choice(KINDS, p=list(mix)))
-    frame, geo = frame_for(rng, les, kind)
+    frame, geo = frame_for(rng, les, kind, click_context)
     crop = augment_crop(rng, normalised_crop(les.image, frame))
     tgt = frame.sample(les.mask.astype(np.float32), order=1, cval=0.0) > 0.5
     segs = [geo["line"]] if "line" in geo else []
