@@ -64,7 +64,7 @@ def frame_masks(probs: np.ndarray) -> list[np.ndarray]:
     from napari_lesionseg.core.annotations.prompts import _keep_component_at
 
     c = (probs.shape[-1] - 1) / 2
-    return [_keep_component_at(p > 0.5, [(c, c)]) if (p > 0.5).any() else p > 0.5 for p in probs]
+    return [_keep_component_at(p > 0.5, [(c, c)]) for p in probs]
 
 
 def cut_by_frame(mask: np.ndarray) -> bool:
@@ -72,14 +72,11 @@ def cut_by_frame(mask: np.ndarray) -> bool:
     return bool(mask[:m].any() or mask[-m:].any() or mask[:, :m].any() or mask[:, -m:].any())
 
 
-def _on_image(frames, masks, image_shape) -> list[np.ndarray]:
-    out = []
-    for frame, m in zip(frames, masks):
-        vals, box = frame.paste(m.astype(np.float32), image_shape)
-        full = np.zeros(image_shape, bool)
-        full[box] = vals > 0.5
-        out.append(full)
-    return out
+def _on_image(frames, masks, image) -> list[np.ndarray]:
+    """Each frame's mask put back on the image's grid (`prompts._frame_mask`, as a prompt's mask is)."""
+    from napari_lesionseg.core.annotations.prompts import _frame_mask
+
+    return [_frame_mask(image, frame, None, prob=m.astype(np.float32))[1] for frame, m in zip(frames, masks)]
 
 
 def pick_first_inside(masks, probs, image_masks) -> int:
@@ -117,7 +114,7 @@ def new_click(image, click) -> dict[str, np.ndarray]:
     """The mask each rule picks for one click (and 'oracle_frames': every frame's mask, for the analysis)."""
     frames, probs = frame_probabilities(image, click)
     masks = frame_masks(probs)
-    on_image = _on_image(frames, masks, image.shape)
+    on_image = _on_image(frames, masks, image)
     out = {name: on_image[rule(masks, probs, on_image)] for name, rule in RULES.items()}
     out["oracle_frames"] = on_image
     return out
