@@ -318,3 +318,38 @@ def test_an_encoder_at_zero_learning_rate_share_keeps_its_weights(tmp_path):
     assert enc and dec
     assert all(torch.allclose(start[k], end[k], atol=1e-3) for k in enc)  # fp16 on disk
     assert any(not torch.allclose(start[k], end[k], atol=1e-3) for k in dec)
+
+
+def test_image_head_learns_the_image_class_and_leaves_the_published_network_plain(tmp_path):
+    """`image_head_weight` (issue 15, multi-task): a head on the encoder learns which images are lesion-free while the
+    segmenter trains; the published model is the plain segmenter (same weights' names as without the head), an
+    image without a class is refused with a message, and a recipe without the option trains exactly as before."""
+    from napari_lesionseg.core.errors import LesionSegError
+    from napari_lesionseg.core.models.build import load_state
+    from napari_lesionseg.core.training.trainer import Trainer
+
+    cases = _cases(12)
+    for c in cases:
+        c.label = "lesion" if c.mask.any() else "normal"
+    trainer = Trainer(_cfg(tmp_path / "head", epochs=12, image_head_weight=1.0, val_fraction=0.0, keep_last=True),
+                      cases=cases, resume=False)
+    card = trainer.run().card
+    assert trainer.image_classes == ["lesion", "normal"]
+    trainer.net.eval()
+    trainer.image_head.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(np.stack([e.x for e in trainer.examples]).astype(np.float32))
+        trainer.net(x)
+        predicted = trainer.image_head(trainer.tap.features).argmax(1).numpy()
+    assert np.mean(predicted == trainer.example_class) >= 0.9  # chance (the larger class) is 8 of 12
+    plain = train(_cfg(tmp_path / "plain", epochs=1, val_fraction=0.0, keep_last=True), cases=cases, resume=False)
+    assert set(load_state(card.weights_path)) == set(load_state(plain.card.weights_path))
+
+    cases[0].label = ""
+    with pytest.raises(LesionSegError, match="image class"):
+        Trainer(_cfg(tmp_path / "bad", epochs=1, image_head_weight=1.0), cases=cases, resume=False).run()
+    with pytest.raises(LesionSegError, match="image_head_weight"):
+        _cfg(tmp_path, image_head_weight=-1)
+    cases[0].label = "normal"
+    with pytest.raises(LesionSegError, match="whole images"):  # a patch does not show its image's class
+        Trainer(_cfg(tmp_path / "tile", epochs=1, image_head_weight=1.0, fit="tile"), cases=cases, resume=False).run()

@@ -130,6 +130,10 @@ class TrainConfig:
     normal images, not a lesion's uncertain border)."""
     hard_pixel_weight: float = 1.0
     """The hard-pixel term's weight beside the main loss (1: as added since it exists; below 1 a milder push)."""
+    image_head_weight: float = 0.0
+    """Train an image-class head (cases.json "cls", e.g. normal/benign/malignant) on the encoder's deepest features
+    beside the segmenter, its cross-entropy at this weight added to the loss (0 = off). Training only: the
+    published network is the plain segmenter (`image_head.py`)."""
     augment: list[str] = field(default_factory=lambda: ["flip", "affine", "intensity"])
     """flip, rot90, affine (rotation/scale/shift), intensity (gamma, contrast, noise), stain (per-channel colour
     jitter), hed (H&E stain amounts in optical density), speckle (multiplicative noise), resolution (blur by down-
@@ -197,6 +201,9 @@ class TrainConfig:
         if not (isinstance(self.hard_pixel_weight, (int, float)) and not isinstance(self.hard_pixel_weight, bool)
                 and 0.0 < self.hard_pixel_weight <= 10.0):
             problems.append(f"hard_pixel_weight must lie in (0, 10], not {self.hard_pixel_weight!r}")
+        if not (isinstance(self.image_head_weight, (int, float)) and not isinstance(self.image_head_weight, bool)
+                and 0.0 <= self.image_head_weight <= 10.0):
+            problems.append(f"image_head_weight must lie in [0, 10], not {self.image_head_weight!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             problems.append(f"ema_decay must lie in [0, 1), not {self.ema_decay!r}")
         if not isinstance(self.tag_weights, dict) or not all(

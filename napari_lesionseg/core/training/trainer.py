@@ -34,6 +34,7 @@ from .data import (BalancedSampler, Case, crop_patch, load_sources, make_example
                    weigh_examples)
 from .events import BatchDone, EpochDone, Log, Published, StopRequested, Validated
 from .hooks import TrainerHooks
+from .image_head import EncoderTap, ImageHead, example_classes, image_class_loss
 from .losses import compute_loss
 from .publish import publish_model
 from .validation import evaluate
@@ -242,6 +243,8 @@ class Trainer:
         context = (card.in_channels - 1) // 2 if card.input_kind == "slices" else 0
         self.examples = make_examples(self.train_cases, card, context)
         weigh_examples(self.examples, self.train_cases, cfg.tag_weights)
+        self.image_classes, self.example_class = (example_classes(self.examples, self.train_cases, card.fit)
+                                                  if cfg.image_head_weight else ([], None))
         if card.fit == "resize":
             resize_examples(self.examples, tuple(card.patch_size))
         for e in self.examples:
@@ -275,6 +278,19 @@ class Trainer:
                                      weight_decay=cfg.weight_decay)
         self.ema_net = copy.deepcopy(net) if cfg.ema_decay > 0 else None
         self.eval_net = self.ema_net if self.ema_net is not None else net
+        self.image_head = self.tap = None
+        if cfg.image_head_weight:
+            self.build_image_head()
+
+    def build_image_head(self) -> None:
+        """The image-class head on the training network's encoder (after the EMA copy, which must not carry the
+        tap), learning at the decoder's rate."""
+        if self.world > 1:
+            raise LesionSegError("image_head_weight is not supported under torchrun (one process only).")
+        self.tap = EncoderTap(self.net)
+        self.image_head = ImageHead(self.tap.channels, len(self.image_classes)).to(self.device)
+        self.opt.add_param_group({"params": list(self.image_head.parameters()), "lr_scale": 1.0})
+        self.log(f"image-class head ({', '.join(self.image_classes)}) at weight {self.cfg.image_head_weight}")
 
     def _setup_precision(self) -> None:
         """bf16/fp16 autocast as `precision` says; channels-last for CPU bf16; a grad scaler for CUDA fp16."""
@@ -305,6 +321,8 @@ class Trainer:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         load_weights_into(self.net, saved["model"], f"The checkpoint {path} (start over with --no-resume)")
         self.opt.load_state_dict(saved["optimizer"])
+        if self.image_head is not None and saved.get("image_head"):
+            self.image_head.load_state_dict(saved["image_head"])
         if self.ema_net is not None:
             self.ema_net.load_state_dict(saved.get("ema_model") or saved["model"])
         fresh = RunState()
@@ -321,7 +339,8 @@ class Trainer:
             torch.save({"model": self.net.state_dict(), "optimizer": self.opt.state_dict(), "epoch": s.epoch,
                         "step": s.step, "history": s.history, "best_score": s.best_score, "stale": s.stale,
                         "best_model": s.best_state, "best_record": s.best_record,
-                        "ema_model": self.ema_net.state_dict() if self.ema_net is not None else None}, tmp)
+                        "ema_model": self.ema_net.state_dict() if self.ema_net is not None else None,
+                        "image_head": self.image_head.state_dict() if self.image_head is not None else None}, tmp)
 
     def prepare_sampling(self) -> None:
         """Balanced sampler, batches per epoch (a multiple of batch size × processes), seeded generators, clock."""
@@ -409,6 +428,9 @@ class Trainer:
         loss, per_example = compute_loss(self.cfg.loss, logits.float(), y,  # the loss in fp32
                                           self.cfg.hard_pixel_fraction, self.cfg.hard_pixel_images,
                                           self.cfg.hard_pixel_weight)
+        if self.image_head is not None:
+            targets = torch.from_numpy(self.example_class[idx]).to(self.device)
+            loss = loss + self.cfg.image_head_weight * image_class_loss(self.image_head, self.tap, targets)
         self.opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
