@@ -7,7 +7,7 @@ OTHER given folds' lesion images (≤ 2 % of them gated, as the `ultrasound-clas
 held-out rows gated with it (`us_gate_cv.outcome`), beside the same rows gated by the classifier's CV when given.
 
     python benchmarks/us_imghead_gate.py --recipe models/ultrasound-lesion-single-e12-320-imghead.yaml \
-        --fold-run F0.json F1.json --checkpoint CKPT0.pt CKPT1.pt [--classifier DIR] --out RESULTS.json
+        --fold-run F0.json F1.json --checkpoint CKPT0.pt CKPT1.pt [--classifier DIR] --out RESULTS.json [--save P.csv]
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", nargs="+", required=True, help="each fold's copied last.pt, in the same order")
     ap.add_argument("--classifier", help="the ultrasound-class CV folder (the reference gate on the same rows)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--save", help="also write each held-out image's head probabilities to this CSV")
     args = ap.parse_args(argv)
     from napari_lesionseg.core.training.config import TrainConfig
 
@@ -81,6 +82,10 @@ def main(argv=None) -> int:
             held = {n for n, f in fold_of.items() if f == k}
             probs |= head_probabilities(args.recipe, Path(ckpt), held)
             rows += [dict(r, fold=k) for r in fold["rows"]]
+    if args.save:
+        with open(args.save, "w") as f:
+            f.write("name,fold,p_benign,p_malignant,p_normal\n")
+            f.writelines(f"{r['name']},{r['fold']},{','.join(f'{v:.6f}' for v in probs[r['name']])}\n" for r in rows)
     normal = 2  # benign, malignant, normal (sorted)
     folds = sorted({r["fold"] for r in rows})
     lesion_p = {k: np.array([probs[r["name"]][normal] for r in rows if r["fold"] == k and r["has_lesion"]])
