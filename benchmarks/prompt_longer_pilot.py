@@ -38,11 +38,17 @@ def main(argv=None) -> int:
     ap.add_argument("--candidate", required=True, help="L50 per-lesion CSV")
     ap.add_argument("--rule", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--only-fold", type=int, help="only the lesions of this fold (the other fold's model is missing): "
+                                                  "figures are reported, the rule (on both folds) is not judged")
     args = ap.parse_args(argv)
     ref, cand = read_rows(args.reference), read_rows(args.candidate)
+    if args.only_fold is not None:
+        ref = {k: v for k, v in ref.items() if k in cand}  # the candidate CSV holds that fold's lesions only
     table = {f"{s}/{p}": paired(ref, cand, s, p) for s in SOURCES for p in PROMPTS}
-    out = {"what": __doc__.split("\n\n")[0], "rule": Path(args.rule).read_text(),
-           "cv_candidate_against_reference": table, "verdict": verdict(table)}
+    judged = verdict(table) if args.only_fold is None else {
+        "go": None, "why": f"fold {args.only_fold} only: the rule is on both folds, not judged"}
+    out = {"what": __doc__.split("\n\n")[0], "rule": Path(args.rule).read_text(), "only_fold": args.only_fold,
+           "cv_candidate_against_reference": table, "verdict": judged}
     for k, v in table.items():
         print(f"{k:18s} S0 {v['reference']:.3f}  L50 {v['candidate']:.3f}  diff {v['difference']:+.4f} "
               f"[{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]")
