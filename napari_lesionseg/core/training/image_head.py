@@ -56,13 +56,10 @@ class EncoderTap:
             raise LesionSegError("image_head_weight needs a network with an encoder (an smp architecture).")
         self.channels = int(list(encoder.out_channels)[-1])
         self.features: torch.Tensor | None = None
-        self._handle = encoder.register_forward_hook(self._keep)
+        encoder.register_forward_hook(self._keep)
 
     def _keep(self, module, inputs, output) -> None:
         self.features = output[-1]
-
-    def remove(self) -> None:
-        self._handle.remove()
 
 
 def image_class_loss(head: ImageHead, tap: EncoderTap, targets: torch.Tensor) -> torch.Tensor:
