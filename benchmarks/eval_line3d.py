@@ -12,6 +12,7 @@ Choices in `core/annotations/propagate.py` were compared on all three volumes to
     python benchmarks/eval_line3d.py                  # method auto (the prompt network when installed)
     python benchmarks/eval_line3d.py --method classical   # the previous default (classical slice + walker)
     python benchmarks/eval_line3d.py --prompt box         # the box / a click at the centre on the same slices
+    python benchmarks/eval_line3d.py --prompt cross       # each line with its RECIST short axis (labelled volumes)
     python benchmarks/eval_line3d.py --model mri_line_unet   # lines through a chosen prompt network
 
 --prompt box: the label's bounding box on the line's slice (Duke: the line's); click: the point deepest inside
@@ -36,7 +37,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from eval_line_to_mask import DATA, _nifti  # noqa: E402
 from make_mri_pseudolabels import DUKE_BOX_ZYX, duke_line  # noqa: E402
 
-from napari_lesionseg.core.annotations.frame import longest_diameter  # noqa: E402
+from napari_lesionseg.core.annotations.frame import longest_diameter, short_axis  # noqa: E402
 from napari_lesionseg.core.annotations.lines import Line, lines_to_labels  # noqa: E402
 from napari_lesionseg.core.metrics import dice  # noqa: E402
 
@@ -76,8 +77,13 @@ def prompts(shape, sp, lab, z, p0, p1, labelled: bool):
 def segment(vol, sp, outline, k, a, b, prompt: str, method: str, model: str | None = None) -> np.ndarray:
     """The 3D mask from one prompt on slice k (a, b: the line's ends; outline: the label on slice k, None for
     Duke), through the functions the dock calls. model: the prompt network for lines (None: the default)."""
-    if prompt == "line":
-        return lines_to_labels(vol, [Line(np.r_[k, a], np.r_[k, b])], spacing=sp, method=method, model=model) > 0
+    if prompt in ("line", "cross"):
+        short = None
+        if prompt == "cross":  # the line with its RECIST short axis on the slice's label
+            s0, s1 = short_axis(outline, a, b, sp[1:])
+            short = (np.r_[k, s0], np.r_[k, s1])
+        return lines_to_labels(vol, [Line(np.r_[k, a], np.r_[k, b], short)], spacing=sp, method=method,
+                               model=model) > 0
     from scipy import ndimage as ndi
 
     from napari_lesionseg.core.annotations import prompts
@@ -103,8 +109,10 @@ def segmented_volumes(prompt: str, method: str, model: str | None = None):
     """Per volume (name, volume, spacing, label or Duke box, [(3D mask, seconds)] per prompt; the reference first)."""
     for name, vol, sp, lab, z, p0, p1 in volumes():
         labelled = name != "duke_153"
+        if prompt == "cross" and not labelled:  # the Duke box is no outline: it has no short axis to draw
+            continue
         todo = prompts(vol.shape, sp, lab, z, p0, p1, labelled)
-        if prompt != "line":  # jittering a box or click is not a reader's error model: the slices only
+        if prompt not in ("line", "cross"):  # jittering a box or click is not a reader's error model: the slices only
             todo = [todo[0]] + todo[7:]
         rows = []
         for k, a, b in todo:
@@ -117,7 +125,7 @@ def segmented_volumes(prompt: str, method: str, model: str | None = None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--method", default="auto")
-    ap.add_argument("--prompt", default="line", choices=("line", "box", "click"))
+    ap.add_argument("--prompt", default="line", choices=("line", "cross", "box", "click"))
     ap.add_argument("--model", help="prompt network for lines (e.g. mri_line_unet); default: what code without a "
                                     "modality gets (prompt_unet)")
     args = ap.parse_args()

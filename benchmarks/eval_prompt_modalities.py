@@ -2,11 +2,12 @@
 
 Lesions and the patient split come from `scripts/prompt_lesions.py` (the training script uses the same). Every
 lesion is prompted with its longest diameter (from its mask), or its bounding box, or a click at its centre, and
-scored by Dice against that lesion's mask. With --cv DIR, patients of fold k are segmented by the model in DIR/f{k},
+scored by Dice against that lesion's mask; "cross" is the line with its RECIST short axis (the longest chord
+perpendicular to it). With --cv DIR, patients of fold k are segmented by the model in DIR/f{k},
 trained without them; without --cv the installed model is used (held out only for data it never saw).
 
     python benchmarks/eval_prompt_modalities.py --methods learned,learned-inverted,classical   # the shipped net
-    python benchmarks/eval_prompt_modalities.py --cv /tmp/prompt_cv --prompts line,box,click
+    python benchmarks/eval_prompt_modalities.py --cv /tmp/prompt_cv --prompts line,cross,box,click
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +34,32 @@ MODALITY = {"busi": "ultrasound", "mri_slices": "mri", "duke": "mri", "cdd_cesm"
             "monuseg": "histology"}
 
 
-def segment(lesion: pl.Lesion, prompt: str, method: str) -> np.ndarray:
+def _jittered(p0, p1, jitter: float, rng, shape) -> tuple[np.ndarray, np.ndarray]:
+    """A reader's line: each end moved by N(0, jitter × the line's length), kept inside the image."""
+    p0, p1 = np.asarray(p0, float), np.asarray(p1, float)
+    if not jitter:
+        return p0, p1
+    sd, hi = jitter * float(np.hypot(*(p1 - p0))), np.asarray(shape, float) - 1
+    return np.clip(p0 + rng.normal(0, sd, 2), 0, hi), np.clip(p1 + rng.normal(0, sd, 2), 0, hi)
+
+
+def segment(lesion: pl.Lesion, prompt: str, method: str, jitter: float = 0.0) -> np.ndarray:
+    """jitter: line and cross prompts drawn as a reader would (`_jittered`, seeded by the lesion's image)."""
     from napari_lesionseg.core.annotations.lines import line_to_mask
 
     img = lesion.image
     if method.endswith("-inverted"):
         img = img.max() - img
         method = method.removesuffix("-inverted")
+    rng = np.random.default_rng(zlib.crc32(lesion.name.encode()))
+    p0, p1 = _jittered(lesion.p0, lesion.p1, jitter, rng, img.shape)
     if prompt == "line":
-        return line_to_mask(img, lesion.p0, lesion.p1, method=method)
+        return line_to_mask(img, p0, p1, method=method)
+    if prompt == "cross":  # RECIST's pair: the long axis and the longest chord of the lesion perpendicular to it
+        from napari_lesionseg.core.annotations.frame import short_axis
+
+        s0, s1 = _jittered(*short_axis(lesion.mask, p0, p1), jitter, rng, img.shape)
+        return line_to_mask(img, p0, p1, short_axis=(s0, s1), method=method)
     from napari_lesionseg.core.annotations import prompts
 
     if prompt == "box":
@@ -65,6 +84,8 @@ def main():
     ap.add_argument("--cv", help="folder with f0/ f1/ fold models (prompt network)")
     ap.add_argument("--fold", type=int, help="only the lesions of this fold (e.g. while the other fold trains)")
     ap.add_argument("--save", help="CSV of per-lesion Dice")
+    ap.add_argument("--jitter", type=float, default=0.0,
+                    help="line and cross ends moved by N(0, J × length) as a reader's would be (e.g. 0.04)")
     args = ap.parse_args()
     lesions = pl.load(args.sources.split(","))
     folds = pl.assign_folds(lesions)
@@ -79,7 +100,7 @@ def main():
                     os.environ["LESIONSEG_LINE_MODEL_DIR"] = str(Path(args.cv) / f"f{k}")
                 t = time.time()
                 try:
-                    m = segment(les, prompt, method)
+                    m = segment(les, prompt, method, args.jitter)
                     d = dice(m, les.mask)
                 except Exception as e:  # noqa: BLE001 - a refused prompt scores 0 and is counted
                     print(f"  {les.name}: {e}", file=sys.stderr)

@@ -123,3 +123,26 @@ def test_rectangle_prompt_on_a_real_ultrasound_image(make_napari_viewer):
     dock.image_combo.select(image)
     layer = dock.run(blocking=True)
     assert layer is not None and dice(layer.data > 0, truth) > 0.7
+
+
+def test_line_with_its_short_axis_on_a_real_mri_slice(make_napari_viewer):
+    """A long line and a shorter one across it (RECIST) are one lesion: one label, the short axis's width used."""
+    from test_prompts import REAL, _prompt_network, _real_lesion
+
+    from napari_lesionseg.core.annotations import line_to_mask, short_axis
+
+    img, truth = _real_lesion("mri")
+    _prompt_network()
+    p0, p1 = longest_diameter(truth)
+    s0, s1 = short_axis(truth, p0, p1)
+    viewer = make_napari_viewer()
+    image = viewer.add_image(img, name="mri")
+    viewer.add_shapes([np.array([p0, p1]), np.array([s0, s1])], shape_type="line", name="lines")
+    dock = _dock(viewer)
+    dock.ann_combo.select(viewer.layers["lines"])
+    dock.image_combo.select(image)
+    layer = dock.run(blocking=True)
+    assert layer is not None and set(np.unique(layer.data)) == {0, 1}
+    assert dice(layer.data > 0, truth) > REAL["mri"][2]
+    core = line_to_mask(img, p0, p1, short_axis=(s0, s1))
+    assert dice(layer.data > 0, core) > 0.99  # the dock runs the core's cross, not the line alone

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_lesionseg.core.annotations import line_to_mask, longest_diameter, prompts
+from napari_lesionseg.core.annotations import line_to_mask, longest_diameter, prompts, short_axis
 from napari_lesionseg.core.annotations.line_model import line_model_available, model_card, prompt_channels
 from napari_lesionseg.core.annotations.napari_csv import Shape, shapes_to_boxes
 from napari_lesionseg.core.errors import LesionSegError
@@ -154,8 +154,9 @@ def _centre(mask):
 
 
 @pytest.mark.parametrize("modality", list(REAL))
-@pytest.mark.parametrize("prompt", ["line", "box"])
+@pytest.mark.parametrize("prompt", ["line", "cross", "box"])
 def test_each_prompt_on_a_real_image_of_each_modality(modality, prompt):
+    """cross: the line with its RECIST short axis (a second, shorter line across it in the dock)."""
     img, truth = _real_lesion(modality)
     _prompt_network()
     bar = REAL[modality][2]
@@ -164,6 +165,8 @@ def test_each_prompt_on_a_real_image_of_each_modality(modality, prompt):
     for what, im in (("image", img), ("inverted image", img.max() - img)):  # polarity must not decide
         if prompt == "line":
             m = line_to_mask(im, p0, p1, method="learned")
+        elif prompt == "cross":
+            m = line_to_mask(im, p0, p1, short_axis=short_axis(truth, p0, p1), method="learned")
         else:
             m = prompts.box_to_mask(im, (rows[0], cols[0]), (rows[-1], cols[-1]))
         assert dice(m, truth) > bar, f"{modality} {prompt} on the {what}: Dice {dice(m, truth):.3f}"

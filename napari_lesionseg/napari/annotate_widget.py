@@ -138,8 +138,9 @@ class AnnotateWidget(QWidget):
         buttons.addWidget(self.clicks_btn)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
-        self.status = QLabel("Draw a line across each lesion (Shapes, line tool), a box around it (rectangle tool) "
-                             "or click points, then Make mask.")
+        self.status = QLabel("Draw a line across each lesion (Shapes, line tool; a second, shorter line across it "
+                             "gives its width and a better mask, most on MRI), a box around it (rectangle tool) or "
+                             "click points, then Make mask.")
         self.status.setWordWrap(True)
 
         layout = QVBoxLayout(self)
