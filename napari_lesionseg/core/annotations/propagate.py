@@ -16,7 +16,10 @@ Measured, line on the largest slice / mean over prompts: walker alone 0.773 / 0.
 (brain1); with the vote 0.788 / 0.794 and 0.576 / 0.504; the vote with the network's 4 test-time views instead of
 one pass scored the same (0.790, 0.539) at 4× the cost. Tried and not kept: the network alone propagating from the
 drawn slice (breast1 0.72–0.74; Duke's volume swung from 0.7 to 4 mL with small changes of its stopping rule), and
-each slice cut to what both call lesion (breast1 +0.02, brain1 box −0.04 and −0.01 over all prompts).
+each slice cut to what both call lesion (breast1 +0.02, brain1 box −0.04 and −0.01 over all prompts), and (session
+27, rule written first) each slice's prompt given the mask's RECIST short axis too, which lifts 2D lines on MRI:
+mean over prompts, line breast1 0.794 → 0.799 but brain1 0.504 → 0.492, box brain1 0.413 → 0.402, click breast1
+0.756 → 0.748 (in 3D the walker's width is the walker's guess, not a reader's).
 """
 
 from __future__ import annotations
