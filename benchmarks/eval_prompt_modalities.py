@@ -30,8 +30,7 @@ import prompt_lesions as pl  # noqa: E402
 from napari_lesionseg.core.metrics import dice  # noqa: E402
 
 
-MODALITY = {"busi": "ultrasound", "mri_slices": "mri", "duke": "mri", "cdd_cesm": "mammography", "mias": "mammography",
-            "monuseg": "histology"}
+MODALITY = pl.MODALITY
 
 
 def _jittered(p0, p1, jitter: float, rng, shape) -> tuple[np.ndarray, np.ndarray]:

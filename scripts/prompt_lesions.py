@@ -38,6 +38,9 @@ DATA = Path(os.environ.get("LESIONSEG_SHARED_DATA", REPO.parent / "shared" / "da
 SOURCES = ("busi", "mri_slices", "cdd_cesm", "mias", "monuseg", "duke")
 REPORTED = ("busi", "mri_slices", "cdd_cesm")
 """Sources whose masks are outlines good enough to report a Dice on."""
+MODALITY = {"busi": "ultrasound", "mri_slices": "mri", "duke": "mri", "cdd_cesm": "mammography", "mias": "mammography",
+            "monuseg": "histology"}
+"""The modality of each source's images, as the dock would name it (`line_model.network_for`, click polarity)."""
 
 
 def fold_of(patient: str, folds: int = 2) -> int:

@@ -61,6 +61,17 @@ def repeat_table(overrides: list[str]) -> dict[str, float]:
     return table
 
 
+MODALITIES = ("ultrasound", "mri", "mammography", "histology")
+"""--modality-channels: one constant input channel per modality, after the prompt channels (issue-16 pilot)."""
+
+
+def modality_channels(modality: str, size: int) -> np.ndarray:
+    """(4, size, size): ones in the modality's channel, zeros elsewhere (a source's: `prompt_lesions.MODALITY`)."""
+    out = np.zeros((len(MODALITIES), size, size), np.float32)
+    out[MODALITIES.index(modality)] = 1.0
+    return out
+
+
 def epoch_order(rng, train: list[pl.Lesion], repeat: dict[str, float] = REPEAT) -> np.ndarray:
     idx = []
     for i, les in enumerate(train):
@@ -109,6 +120,8 @@ def main():
     ap.add_argument("--click-context", type=float, nargs=2, metavar=("LO", "HI"),
                     help="click frames of side 2 × diameter × U_log(LO, HI) (size-free click pilot; default: the "
                          "diameter × 2·exp(N(0, 0.3)))")
+    ap.add_argument("--modality-channels", action="store_true",
+                    help="pilot: the lesion's modality as four one-hot input channels (MODALITIES)")
     args = ap.parse_args()
     repeat = repeat_table(args.repeat)
 
@@ -132,7 +145,8 @@ def main():
     counts = {s: sum(l.source == s for l in train) for s in pl.SOURCES}
     print(f"{len(train)} training lesions {counts} ({time.time() - t0:.0f} s to load)", flush=True)
 
-    net = build_prompt_network(in_channels=len(PROMPT_CHANNELS))
+    in_channels = len(PROMPT_CHANNELS) + (len(MODALITIES) if args.modality_channels else 0)
+    net = build_prompt_network(in_channels=in_channels)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = total_steps(train, repeat, args.batch, args.epochs, args.steps)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
@@ -146,6 +160,8 @@ def main():
             tot = n_seen = 0.0
             continue
         xs, ys = zip(*(make_sample(rng, train[j], click_context=args.click_context) for j in idx))
+        if args.modality_channels:
+            xs = [np.concatenate([x, modality_channels(pl.MODALITY[train[j].source], x.shape[-1])]) for x, j in zip(xs, idx)]
         x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
         loss = prompt_loss(net(x), y)
         opt.zero_grad()
@@ -163,10 +179,11 @@ def main():
     recipe = f"scripts/train_line_model.py --folds {args.folds}" + (
         f" --fold {args.fold}" if args.folds > 1 else "") + (f" --steps {args.steps}" if args.steps else f" --epochs {args.epochs}") + (
         "".join(f" --repeat {r}" for r in args.repeat)) + (f" --seed {args.seed}" if args.seed else "") + (
-        " --click-context {} {}".format(*args.click_context) if args.click_context else "")
+        " --click-context {} {}".format(*args.click_context) if args.click_context else "") + (
+        " --modality-channels" if args.modality_channels else "")
     card = {
         "name": NAME, "modality": "any", "kind": "prompt", "architecture": "TinyUNet", "encoder": "none",
-        "in_channels": len(PROMPT_CHANNELS), "input_kind": "prompt",
+        "in_channels": in_channels, "input_kind": "prompt",
         "normalisation": {"kind": "percentile", "low": 1, "high": 99}, "tta": ["mirror", "invert"],
         "weights": f"{NAME}.safetensors", "weight_storage": "fp16",
         "training_data": f"{', '.join(f'{s} {n}' for s, n in counts.items())} lesions ({held})",
@@ -178,6 +195,8 @@ def main():
         "frame_size": 128, "n_train_lesions": len(train), "epochs": ep, "steps": done, "batch": args.batch,
         "lr": args.lr, "seed": args.seed, "train_seconds": round(time.time() - t0),
     }
+    if args.modality_channels:
+        card["modality_channels"] = list(MODALITIES)
     (out / f"{NAME}.json").write_text(json.dumps(card, indent=2))
     print("saved", out / f"{NAME}.safetensors", flush=True)
 
