@@ -39,6 +39,14 @@ def read_rows(path: str | Path) -> dict[tuple[str, str, str, int], tuple[str, fl
     return out
 
 
+def write_pilot_results(out: str | Path, results: dict, rule: str | Path | None) -> None:
+    """A pilot's results JSON with the text of its rule (written before it ran); prints the verdict."""
+    if rule:
+        results["rule"] = Path(rule).read_text()
+    Path(out).write_text(json.dumps(results, indent=1))
+    print(json.dumps(results.get("verdict")))
+
+
 def paired(reference: dict, candidate: dict, source: str, prompt: str, n_boot: int = 2000, seed: int = 0) -> dict:
     """Mean Dice of both on the same lesions, their difference and its 95 % bootstrap interval over patients."""
     keys = sorted(k for k in reference if k[0] == source and k[1] == prompt)

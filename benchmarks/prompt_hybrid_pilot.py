@@ -133,6 +133,8 @@ def verdict(results: dict, slices: dict | None) -> dict:
 
 
 def main() -> None:
+    from prompt_ensemble_pilot import write_pilot_results
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--cv", required=True, help="folder with f0/ f1/ prompt fold models")
     ap.add_argument("--sources", default="mri_slices,cdd_cesm")
@@ -154,10 +156,7 @@ def main() -> None:
                                         for k, v in slices.items()}
         print("slices", json.dumps(summary["slices_mean_per_w"]))
     summary["verdict"] = verdict(results, slices)
-    if args.rule:
-        summary["rule"] = Path(args.rule).read_text()
-    Path(args.out).write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary["verdict"]))
+    write_pilot_results(args.out, summary, args.rule)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "scripts"))
 
 import prompt_lesions as pl  # noqa: E402
-from prompt_ensemble_pilot import paired, read_rows  # noqa: E402
+from prompt_ensemble_pilot import paired, read_rows, write_pilot_results  # noqa: E402
 
 SOURCES, PROMPTS = pl.REPORTED, ("line", "box")
 _GIVEN = {"modality": None}
@@ -134,13 +134,10 @@ def main(argv=None) -> None:
         slices = slice_means(args.cv)
         ref_slices = slice_means(args.reference_cv) if args.reference_cv else None
         print("slices", slices, "reference", ref_slices, flush=True)
-    out = {"cv": args.cv, "reference": args.reference_csv, "candidate_against_reference": table,
-           "slices_line": slices, "slices_line_reference": ref_slices,
-           "verdict": verdict(table, slices, ref_slices)}
-    if args.rule:
-        out["rule"] = Path(args.rule).read_text()
-    Path(args.out).write_text(json.dumps(out, indent=1))
-    print(json.dumps(out["verdict"]))
+    write_pilot_results(args.out, {"cv": args.cv, "reference": args.reference_csv,
+                                   "candidate_against_reference": table, "slices_line": slices,
+                                   "slices_line_reference": ref_slices,
+                                   "verdict": verdict(table, slices, ref_slices)}, args.rule)
 
 
 if __name__ == "__main__":
