@@ -52,3 +52,28 @@ def test_rule_needs_a_sure_gain_no_loss_and_clean_slices_kept():
     assert not pmp.verdict(table, slices, ref)["clauses"]["2_none_worse_than_0.005"]
     unsure = {k: _row(0.0, -0.01) for k in table} | {"cdd_cesm/line": _row(0.03, -0.001)}
     assert not pmp.verdict(unsure, None, None)["clauses"]["1_ispy1_or_cdd_line_plus_0.015"]
+
+
+def test_a_network_wanting_inputs_this_version_does_not_give_is_refused_clearly(tmp_path, monkeypatch):
+    """A pilot's network (trained with --modality-channels) put where the dock looks: a message, not a crash."""
+    import json
+
+    import pytest
+
+    from napari_lesionseg.core.errors import LesionSegError
+    from napari_lesionseg.core.models.build import save_weights
+    from napari_lesionseg.core.models.prompt_net import build_prompt_network
+
+    net = build_prompt_network(in_channels=9)
+    save_weights(net, tmp_path / "prompt_unet.safetensors")
+    card = {"name": "prompt_unet", "modality": "any", "kind": "prompt", "architecture": "TinyUNet",
+            "encoder": "none", "in_channels": 9, "input_kind": "prompt", "weights": "prompt_unet.safetensors",
+            "channels": [16, 32, 64, 128], "prompt_channels": list(lm.PROMPT_CHANNELS),
+            "modality_channels": list(tlm.MODALITIES), "tta": ["mirror", "invert"]}
+    (tmp_path / "prompt_unet.json").write_text(json.dumps(card))
+    monkeypatch.setenv("LESIONSEG_LINE_MODEL_DIR", str(tmp_path))
+    from napari_lesionseg.core.annotations import line_to_mask
+
+    img = np.random.default_rng(1).random((64, 64)).astype(np.float32)
+    with pytest.raises(LesionSegError, match="takes 9 input channels"):
+        line_to_mask(img, (32, 20), (32, 44), method="learned")

@@ -195,6 +195,11 @@ def predict_frames(inputs: np.ndarray, name: str | None = None, tta: bool = True
     import torch
 
     net, card = load_line_model(name or installed_model(), str(model_dir()))
+    wanted = int(card.get("in_channels", inputs.shape[1]))
+    if inputs.shape[1] != wanted:  # e.g. a pilot's network trained with extra inputs (--modality-channels)
+        raise LesionSegError(f"The prompt network {card.get('name', name)!r} takes {wanted} input channels; this "
+                             f"version gives it {inputs.shape[1]}. Choose another prompt network "
+                             "(`lesionseg models`, kind prompt).")
     # One thread: for a net this small, more threads only fight (seconds instead of milliseconds on a busy CPU).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
