@@ -1,5 +1,6 @@
 """Speed of line → mask: one 2D lesion in a 1000 × 1000 image (≤ 0.3 s) and one 3D lesion in the 448 × 448 × 160
-Duke volume (≤ 3 s); box and click prompts, and a click refined by a positive and a negative click (≤ 0.2 s each).
+Duke volume (≤ 3 s); the line with its short axis, box and click prompts, and a click refined by a positive and a
+negative click (≤ 0.2 s each).
 Times are medians of 5 runs after one warm-up (model loading is not counted: the dock keeps it), on two CPU
 threads (`--threads`). Exit status 1 when a target is missed."""
 
@@ -81,6 +82,14 @@ def main() -> int:
         t, lab = timed(lambda: lines_to_labels(img, [Line(p0, p1)], method=m))
         d = 2 * ((lab > 0) & truth).sum() / ((lab > 0).sum() + truth.sum())
         rows.append((f"2D 1000×1000, {m}", t, 0.3, f"Dice {d:.3f}"))
+    if line_model_available():  # the line with its RECIST short axis (a second line in the dock)
+        from napari_lesionseg.core.annotations import short_axis
+
+        s = short_axis(truth, p0, p1)
+        t, lab = timed(lambda: lines_to_labels(img, [Line(p0, p1, s)], method="learned"),
+                       name="2D 1000×1000, line + short axis")
+        d = 2 * ((lab > 0) & truth).sum() / ((lab > 0).sum() + truth.sum())
+        rows.append(("2D 1000×1000, line + short axis", t, 0.2, f"Dice {d:.3f}"))
     if line_model_available() and "prompt_channels" in model_card():
         from napari_lesionseg.core.annotations.prompts import box_to_mask
 
