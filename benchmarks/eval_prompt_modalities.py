@@ -75,6 +75,13 @@ def segment(lesion: pl.Lesion, prompt: str, method: str, jitter: float = 0.0) ->
     raise SystemExit(f"unknown prompt {prompt}")
 
 
+def write_rows(path, rows) -> None:
+    """The per-lesion CSV (`prompt_ensemble_pilot.read_rows` reads it), one row per line, each ending in a newline
+    (so that two folds' files concatenate)."""
+    Path(path).write_text("source,patient,name,fold,method,prompt,dice,seconds\n" + "".join(
+        ",".join(str(x) if not isinstance(x, float) else f"{x:.4f}" for x in r) + "\n" for r in rows))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default="learned")
@@ -121,8 +128,7 @@ def main():
                       f"{d.mean():6.3f} {np.percentile(d, 10):6.3f} {np.median(d):6.3f} {fm[0]} {fm[1]} "
                       f"{np.median([r[7] for r in sel]):8.3f}", flush=True)
     if args.save:
-        Path(args.save).write_text("source,patient,name,fold,method,prompt,dice,seconds\n" + "\n".join(
-            ",".join(str(x) if not isinstance(x, float) else f"{x:.4f}" for x in r) for r in rows))
+        write_rows(args.save, rows)
 
 
 if __name__ == "__main__":

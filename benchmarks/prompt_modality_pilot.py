@@ -60,6 +60,9 @@ def given_modality(modality: str):
         lm.frame_input, _GIVEN["modality"] = original, None
 
 
+from eval_prompt_modalities import write_rows  # noqa: E402
+
+
 def held_out_rows(cv: str) -> list[tuple]:
     """eval_prompt_modalities' CSV rows for line and box on the README's lesions, each through its fold model."""
     from eval_prompt_modalities import segment
@@ -121,10 +124,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     rows = held_out_rows(args.cv)
-    header = "source,patient,name,fold,method,prompt,dice,seconds\n"
     csv_path = Path(args.save) if args.save else Path(args.out).with_suffix(".csv")
-    csv_path.write_text(header + "\n".join(",".join(f"{x:.4f}" if isinstance(x, float) else str(x) for x in r)
-                                           for r in rows))
+    write_rows(csv_path, rows)
     ref, cand = read_rows(args.reference_csv), read_rows(csv_path)
     table = {f"{s}/{p}": paired(ref, cand, s, p) for s in SOURCES for p in PROMPTS}
     for k, v in table.items():

@@ -77,3 +77,16 @@ def test_a_network_wanting_inputs_this_version_does_not_give_is_refused_clearly(
     img = np.random.default_rng(1).random((64, 64)).astype(np.float32)
     with pytest.raises(LesionSegError, match="takes 9 input channels"):
         line_to_mask(img, (32, 20), (32, 44), method="learned")
+
+
+def test_per_lesion_csvs_of_two_folds_concatenate(tmp_path):
+    """Each fold's CSV ends in a newline, so `cat f0.csv <(tail -n +2 f1.csv)` loses no lesion."""
+    from eval_prompt_modalities import write_rows
+    from prompt_ensemble_pilot import read_rows
+
+    row = ("busi", "P1", "benign_1", 0, "learned", "line", 0.9, 0.1)
+    write_rows(tmp_path / "f0.csv", [row])
+    write_rows(tmp_path / "f1.csv", [row[:2] + ("benign_2", 1) + row[4:]])
+    both = (tmp_path / "f0.csv").read_text() + "".join((tmp_path / "f1.csv").read_text().splitlines(True)[1:])
+    (tmp_path / "both.csv").write_text(both)
+    assert len(read_rows(tmp_path / "both.csv")) == 2
