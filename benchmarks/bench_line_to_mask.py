@@ -19,6 +19,7 @@ DATA = Path(os.environ.get("LESIONSEG_SHARED_DATA", REPO.parent / "shared" / "da
 
 from napari_lesionseg.core.annotations import Line, lines_to_labels, longest_diameter  # noqa: E402
 from napari_lesionseg.core.annotations.line_model import line_model_available, model_card  # noqa: E402
+from napari_lesionseg.core.metrics import dice  # noqa: E402
 
 
 CPU_TIMES: dict[str, float] = {}
@@ -55,13 +56,13 @@ def click_rows(img, truth) -> list[tuple]:
 
     centre = (480, 530)
     t, m = timed(lambda: click_to_mask(img, centre, modality="ultrasound"), name="2D 1000×1000, click (prompt net)")
-    d = 2 * (m & truth).sum() / (m.sum() + truth.sum())
+    d = dice(m, truth)
     rows = [("2D 1000×1000, click (prompt net)", t, 0.2, f"Dice {d:.3f}")]
     missed = np.argwhere(truth & ~m)
     pos = [missed[len(missed) // 2]] if len(missed) else [(480, 700)]
     t, m2 = timed(lambda: click_to_mask(img, centre, positive=pos, negative=[(480, 540)], modality="ultrasound"),
                   name="2D 1000×1000, click refined (+1, −1)")
-    d = 2 * (m2 & truth).sum() / (m2.sum() + truth.sum())
+    d = dice(m2, truth)
     rows.append(("2D 1000×1000, click refined (+1, −1)", t, 0.2, f"Dice {d:.3f}"))
     return rows
 
@@ -80,7 +81,7 @@ def main() -> int:
     methods = ["classical"] + (["learned"] if line_model_available() else [])
     for m in methods:
         t, lab = timed(lambda: lines_to_labels(img, [Line(p0, p1)], method=m))
-        d = 2 * ((lab > 0) & truth).sum() / ((lab > 0).sum() + truth.sum())
+        d = dice(lab > 0, truth)
         rows.append((f"2D 1000×1000, {m}", t, 0.3, f"Dice {d:.3f}"))
     if line_model_available():  # the line with its RECIST short axis (a second line in the dock)
         from napari_lesionseg.core.annotations import short_axis
@@ -88,7 +89,7 @@ def main() -> int:
         s = short_axis(truth, p0, p1)
         t, lab = timed(lambda: lines_to_labels(img, [Line(p0, p1, s)], method="learned"),
                        name="2D 1000×1000, line + short axis")
-        d = 2 * ((lab > 0) & truth).sum() / ((lab > 0).sum() + truth.sum())
+        d = dice(lab > 0, truth)
         rows.append(("2D 1000×1000, line + short axis", t, 0.2, f"Dice {d:.3f}"))
     if line_model_available() and "prompt_channels" in model_card():
         from napari_lesionseg.core.annotations.prompts import box_to_mask
@@ -96,7 +97,7 @@ def main() -> int:
         rows_, cols_ = np.flatnonzero(truth.any(1)), np.flatnonzero(truth.any(0))
         t, m = timed(lambda: box_to_mask(img, (rows_[0], cols_[0]), (rows_[-1], cols_[-1])),
                      name="2D 1000×1000, box (prompt net)")
-        d = 2 * (m & truth).sum() / (m.sum() + truth.sum())
+        d = dice(m, truth)
         rows.append(("2D 1000×1000, box (prompt net)", t, 0.2, f"Dice {d:.3f}"))
         rows += click_rows(img, truth)
     duke = DATA / "mri" / "duke_153"

@@ -12,12 +12,11 @@ Inputs, measured before this script runs: per-lesion CSVs of `eval_prompt_modali
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prompt_ensemble_pilot import PROMPTS, SOURCES, paired, read_rows  # noqa: E402
+from prompt_ensemble_pilot import PROMPTS, SOURCES, paired, read_rows, write_pilot_results  # noqa: E402
 
 GAIN = {"mri_slices/line": 0.650, "mri_slices/box": 0.701, "cdd_cesm/line": 0.835}
 """Clause 1: any one of these means reached (S0 + 0.015)."""
@@ -47,13 +46,11 @@ def main(argv=None) -> int:
     table = {f"{s}/{p}": paired(ref, cand, s, p) for s in SOURCES for p in PROMPTS}
     judged = verdict(table) if args.only_fold is None else {
         "go": None, "why": f"fold {args.only_fold} only: the rule is on both folds, not judged"}
-    out = {"what": __doc__.split("\n\n")[0], "rule": Path(args.rule).read_text(), "only_fold": args.only_fold,
-           "cv_candidate_against_reference": table, "verdict": judged}
     for k, v in table.items():
         print(f"{k:18s} S0 {v['reference']:.3f}  L50 {v['candidate']:.3f}  diff {v['difference']:+.4f} "
               f"[{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]")
-    print("verdict", json.dumps(out["verdict"]))
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    write_pilot_results(args.out, {"what": __doc__.split("\n\n")[0], "only_fold": args.only_fold,
+                                   "cv_candidate_against_reference": table, "verdict": judged}, args.rule)
     return 0
 
 
